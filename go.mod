@@ -1,0 +1,3 @@
+module github.com/synod-db/synod
+
+go 1.26
