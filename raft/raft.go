@@ -405,6 +405,11 @@ func (r *raft) reduceUncommittedSize(s uint64) {
 
 func (r *raft) tickElection() {
 	r.electionElapsed++
+	if r.electionElapsed >= r.electionTimeout {
+		// An election timeout has passed since start: any lease this
+		// member promised before a restart has expired.
+		r.startupQuiet = false
+	}
 	if r.promotable() && r.pastElectionTimeout() {
 		r.electionElapsed = 0
 		if err := r.Step(pb.Message{From: r.id, Type: pb.MsgHup}); err != nil {
@@ -840,12 +845,10 @@ func (r *raft) handleAppendResponse(m pb.Message, pr *tracker.Progress) {
 		}
 		return
 	}
-	oldPaused := pr.IsPaused()
-	if !pr.MaybeUpdate(m.Index) {
-		// Stale acknowledgement; still, an unpaused probe can send more.
-		if oldPaused && !pr.IsPaused() {
-			r.sendAppend(m.From)
-		}
+	// An acknowledgement of exactly Match still ends a probe: the member's
+	// log is known to match there, so streaming can start.
+	probeMatched := pr.State == tracker.StateProbe && m.Index == pr.Match
+	if !pr.MaybeUpdate(m.Index) && !probeMatched {
 		return
 	}
 	switch pr.State {
@@ -1096,19 +1099,10 @@ func (r *raft) restore(s pb.Snapshot) bool {
 		r.logger.Error("raft: ignoring snapshot received while not follower", "state", r.state)
 		return false
 	}
+	// The snapshot's configuration need not include this member: a member
+	// added after the snapshot was taken learns of its own addition from
+	// the log that follows it.
 	cs := s.Metadata.ConfState
-	found := false
-	for _, set := range [][]uint64{cs.Voters, cs.Learners, cs.VotersOutgoing} {
-		for _, id := range set {
-			if id == r.id {
-				found = true
-			}
-		}
-	}
-	if !found {
-		r.logger.Warn("raft: ignoring snapshot whose configuration does not include this member", "index", s.Metadata.Index)
-		return false
-	}
 	if r.raftLog.matchTerm(s.Metadata.Index, s.Metadata.Term) {
 		// We have the entry: just fast-forward the commit index.
 		r.raftLog.commitTo(s.Metadata.Index)

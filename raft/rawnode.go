@@ -222,14 +222,19 @@ func (rn *RawNode) acceptReady(rd Ready) {
 // is also when its own acknowledgement of the entries counts.
 func (rn *RawNode) Advance(rd Ready) {
 	r := rn.raft
+	if !IsEmptySnap(rd.Snapshot) {
+		// The snapshot is durable and its state installed: it counts as
+		// applied, and entries after it are handed out next.
+		r.raftLog.stableSnapTo(rd.Snapshot.Metadata.Index)
+		if rd.Snapshot.Metadata.Index > r.raftLog.applied {
+			r.appliedTo(rd.Snapshot.Metadata.Index)
+		}
+	}
 	if n := len(rd.CommittedEntries); n > 0 {
 		if r.state == StateLeader {
 			r.reduceUncommittedSize(payloadsSize(rd.CommittedEntries))
 		}
 		r.appliedTo(rd.CommittedEntries[n-1].Index)
-	}
-	if !IsEmptySnap(rd.Snapshot) {
-		r.raftLog.stableSnapTo(rd.Snapshot.Metadata.Index)
 	}
 	if n := len(rd.Entries); n > 0 {
 		r.raftLog.stableTo(rd.Entries[n-1].Index, rd.Entries[n-1].Term)

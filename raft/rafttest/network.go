@@ -40,7 +40,9 @@ type Network struct {
 
 	rng   *rand.Rand
 	queue []envelope
-	cut   map[link]bool
+	// failed holds messages whose loss the sender will be told of.
+	failed []pb.Message
+	cut    map[link]bool
 	round int
 
 	// Counters of what the network did, for run summaries.
@@ -59,6 +61,11 @@ func (n *Network) Send(msgs ...pb.Message) {
 		n.Sent++
 		if n.Faults.Drop > 0 && n.rng.Float64() < n.Faults.Drop {
 			n.Dropped++
+			if m.Type == pb.MsgSnap {
+				// Snapshots travel on a stream whose failure the sender
+				// sees; report it like a cut link.
+				n.failed = append(n.failed, m)
+			}
 			continue
 		}
 		n.enqueue(m)
@@ -121,10 +128,11 @@ func (n *Network) IsCut(from, to uint64) bool { return n.cut[link{from, to}] }
 // Pending returns the number of queued messages.
 func (n *Network) Pending() int { return len(n.queue) }
 
-// Round takes the messages due in this round out of the queue (dropping
-// those on cut links, which are reported separately so the sender can learn
-// of the failure), and advances the round.
+// Round takes the messages due in this round out of the queue and advances
+// the round. Messages on cut links, and snapshots the network lost, come
+// back as blocked so that the sender can learn of the failure.
 func (n *Network) Round() (deliver, blocked []pb.Message) {
+	blocked, n.failed = n.failed, nil
 	keep := n.queue[:0]
 	for _, e := range n.queue {
 		switch {
