@@ -146,7 +146,7 @@ func (u *unstable) truncateAndAppend(ents []pb.Entry) {
 		// Keep [offset, from) and replace the rest. The full slice
 		// expression forces a copy, so entries handed out earlier are not
 		// overwritten while the application persists them.
-		keep := u.entries[:from-u.offset : from-u.offset]
+		keep := u.entries[: from-u.offset : from-u.offset]
 		u.entries = append(keep, ents...)
 		u.offsetInProgress = min(u.offsetInProgress, from)
 	}

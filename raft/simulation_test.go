@@ -99,14 +99,14 @@ type sim struct {
 	maxCommit uint64
 	// reads maps a pending read's context to the lowest index a correct
 	// answer may carry: every index committed when it was issued.
-	reads   map[string]uint64
-	nextOp  int
-	nextID  uint64
-	lease   bool
-	calm    bool
+	reads  map[string]uint64
+	nextOp int
+	nextID uint64
+	lease  bool
+	calm   bool
 	// crashRate is the chance of a crash at each stage of handling a Ready.
 	crashRate float64
-	failure error
+	failure   error
 }
 
 func (s *sim) fail(format string, args ...any) {

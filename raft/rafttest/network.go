@@ -43,7 +43,7 @@ type Network struct {
 	// failed holds messages whose loss the sender will be told of.
 	failed []pb.Message
 	cut    map[link]bool
-	round int
+	round  int
 
 	// Counters of what the network did, for run summaries.
 	Sent, Dropped, Duplicated int
