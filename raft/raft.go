@@ -162,7 +162,9 @@ func newRaft(c *Config) (*raft, error) {
 		rng:                       rand.New(rand.NewPCG(c.RandSeed, c.ID)),
 		logger:                    c.Logger.With("raft", c.ID),
 		leaseAcks:                 map[uint64]uint64{},
-		startupQuiet:              c.CheckQuorum,
+		// Only a member that has been in a term could have promised a
+		// lease; a brand-new one may vote at once.
+		startupQuiet: c.CheckQuorum && !hs.IsEmpty(),
 	}
 	cfg, prs, err := confchange.Restore(confchange.Changer{Tracker: r.trk, LastIndex: log.lastIndex()}, cs)
 	if err != nil {
