@@ -52,15 +52,16 @@ func TestPreVoteDoesNotChangeTermOrVote(t *testing.T) {
 	c.Net.Isolate(1, c.IDs())
 	must(t, c.Campaign(1))
 	must(t, c.Stabilize())
+	term := status(c, 2).Term
 	st := status(c, 1)
-	if st.RaftState != raft.StatePreCandidate || st.Term != 0 || st.Vote != 0 {
-		t.Fatalf("isolated pre-candidate: state %s term %d vote %d, want pre-candidate at term 0 without vote", st.RaftState, st.Term, st.Vote)
+	if st.RaftState != raft.StatePreCandidate || st.Term != term || st.Vote != 0 {
+		t.Fatalf("isolated pre-candidate: state %s term %d vote %d, want pre-candidate at term %d without vote", st.RaftState, st.Term, st.Vote, term)
 	}
 	c.Net.Heal()
 	must(t, c.Campaign(1))
 	must(t, c.Stabilize())
-	if st := status(c, 1); st.RaftState != raft.StateLeader || st.Term != 1 {
-		t.Fatalf("after pre-vote and vote: state %s term %d, want leader at 1", st.RaftState, st.Term)
+	if st := status(c, 1); st.RaftState != raft.StateLeader || st.Term != term+1 {
+		t.Fatalf("after pre-vote and vote: state %s term %d, want leader at %d", st.RaftState, st.Term, term+1)
 	}
 }
 

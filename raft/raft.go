@@ -178,6 +178,11 @@ func newRaft(c *Config) (*raft, error) {
 			return nil, err
 		}
 	}
+	if lt := r.raftLog.lastTerm(); r.Term < lt {
+		// A member's term is never behind its log; storage prepared by hand
+		// (a bootstrap snapshot without hard state) can say otherwise.
+		r.Term = lt
+	}
 	if c.Applied > 0 {
 		if c.Applied > r.raftLog.lastIndex() {
 			return nil, fmt.Errorf("raft: Config.Applied (%d) is beyond the last index %d in storage; storage lost data or Applied is wrong", c.Applied, r.raftLog.lastIndex())
