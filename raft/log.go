@@ -56,11 +56,6 @@ func newLog(storage Storage, logger *slog.Logger, maxApplyingEntsSize uint64) (*
 	}, nil
 }
 
-func (l *raftLog) String() string {
-	return fmt.Sprintf("committed=%d applied=%d applying=%d unstable.offset=%d unstable.entries=%d",
-		l.committed, l.applied, l.applying, l.unstable.offset, len(l.unstable.entries))
-}
-
 // maybeAppend appends ents after the entry (index, logTerm) if that entry
 // matches ours (the Log Matching check), and advances the commit index to
 // min(committed, last new index). It returns the last index of the
@@ -132,8 +127,6 @@ func (l *raftLog) findConflictByTerm(index, term uint64) (uint64, uint64) {
 func (l *raftLog) nextUnstableEnts() []pb.Entry { return l.unstable.nextEntries() }
 
 func (l *raftLog) hasNextUnstableEnts() bool { return len(l.nextUnstableEnts()) > 0 }
-
-func (l *raftLog) hasNextOrInProgressUnstableEnts() bool { return len(l.unstable.entries) > 0 }
 
 // stableIndex is the last index known to be durable. Committed entries up
 // to it may be applied.
@@ -315,15 +308,6 @@ func (l *raftLog) entries(i, maxSize uint64) ([]pb.Entry, error) {
 		return nil, nil
 	}
 	return l.slice(i, l.lastIndex()+1, maxSize)
-}
-
-// allEntries returns the whole available log (tests).
-func (l *raftLog) allEntries() []pb.Entry {
-	ents, err := l.entries(l.firstIndex(), noLimit)
-	if err != nil {
-		panic(err)
-	}
-	return ents
 }
 
 // slice returns entries [lo, hi) limited to maxSize bytes (at least one),

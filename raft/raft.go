@@ -110,6 +110,12 @@ type raft struct {
 	pendingReadIndexMessages []pb.Message
 
 	msgs []pb.Message
+	// bcastPending is set when appends to every member are due; they go out
+	// when the next Ready is built.
+	bcastPending bool
+	// sentCommit is, per member, the commit index carried by the last
+	// append sent to it in this term.
+	sentCommit map[uint64]uint64
 
 	maxMsgSize         uint64
 	maxUncommittedSize uint64
@@ -162,6 +168,7 @@ func newRaft(c *Config) (*raft, error) {
 		rng:                       rand.New(rand.NewPCG(c.RandSeed, c.ID)),
 		logger:                    c.Logger.With("raft", c.ID),
 		leaseAcks:                 map[uint64]uint64{},
+		sentCommit:                map[uint64]uint64{},
 		// Only a member that has been in a term could have promised a
 		// lease; a brand-new one may vote at once.
 		startupQuiet: c.CheckQuorum && !hs.IsEmpty(),
@@ -258,6 +265,7 @@ func (r *raft) maybeSendAppend(to uint64, sendIfEmpty bool) bool {
 		Entries: ents,
 		Commit:  r.raftLog.committed,
 	})
+	r.sentCommit[to] = r.raftLog.committed
 	var last uint64
 	if n := len(ents); n > 0 {
 		last = ents[n-1].Index
@@ -297,11 +305,26 @@ func (r *raft) sendHeartbeat(to uint64, ctx []byte) {
 	r.send(pb.Message{To: to, Type: pb.MsgHeartbeat, Commit: commit, Context: ctx, Index: r.leaseClock})
 }
 
-// bcastAppend sends appends to every member that can take them.
-func (r *raft) bcastAppend() {
+// bcastAppend asks for appends to every member. They are sent when the
+// next Ready is built (flushAppends), so that many proposals, or a proposal
+// and the commit it leads to, share one message per member: the messages
+// would only leave with that Ready anyway.
+func (r *raft) bcastAppend() { r.bcastPending = true }
+
+// flushAppends sends the appends bcastAppend asked for: new entries to
+// every member that can take them, and an empty append to members that
+// have not been sent the current commit index.
+func (r *raft) flushAppends() {
+	if !r.bcastPending {
+		return
+	}
+	r.bcastPending = false
+	if r.state != StateLeader {
+		return
+	}
 	for _, id := range r.trk.IDs() {
 		if id != r.id {
-			r.sendAppend(id)
+			r.maybeSendAppend(id, r.sentCommit[id] < r.raftLog.committed)
 		}
 	}
 }
@@ -371,6 +394,8 @@ func (r *raft) reset(term uint64) {
 	r.pendingReadIndexMessages = nil
 	r.leaseClock = 0
 	clear(r.leaseAcks)
+	clear(r.sentCommit)
+	r.bcastPending = false
 	r.leaseRevoked = false
 }
 

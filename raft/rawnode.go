@@ -55,13 +55,6 @@ func IsEmptyHardState(st pb.HardState) bool { return st.IsEmpty() }
 // IsEmptySnap reports whether sp is the zero snapshot.
 func IsEmptySnap(sp pb.Snapshot) bool { return sp.Metadata.Index == 0 }
 
-// containsUpdates reports whether rd carries any work.
-func (rd *Ready) containsUpdates() bool {
-	return rd.SoftState != nil || !IsEmptyHardState(rd.HardState) || !IsEmptySnap(rd.Snapshot) ||
-		len(rd.Entries) > 0 || len(rd.CommittedEntries) > 0 || len(rd.Messages) > 0 ||
-		len(rd.MessagesAfterPersist) > 0 || len(rd.ReadStates) > 0
-}
-
 // RawNode drives the state machine synchronously: the caller calls Step,
 // Tick and the propose functions, then Ready and Advance. It is not safe for
 // concurrent use.
@@ -135,6 +128,7 @@ func (rn *RawNode) Step(m pb.Message) error {
 // HasReady reports whether Ready would return any work.
 func (rn *RawNode) HasReady() bool {
 	r := rn.raft
+	r.flushAppends()
 	if ss := r.softState(); ss != rn.prevSoftSt {
 		return true
 	}
@@ -158,13 +152,17 @@ func (rn *RawNode) Ready() Ready {
 
 func (rn *RawNode) readyWithoutAccept() Ready {
 	r := rn.raft
+	r.flushAppends()
 	rd := Ready{
 		Entries:          r.raftLog.nextUnstableEnts(),
 		CommittedEntries: r.raftLog.nextCommittedEnts(),
 		ReadStates:       r.readStates,
 	}
 	if ss := r.softState(); ss != rn.prevSoftSt {
-		rd.SoftState = &ss
+		// Copy inside the branch so that only a changed soft state costs
+		// an allocation.
+		changed := ss
+		rd.SoftState = &changed
 	}
 	hs := r.hardState()
 	termOrVoteChanged := hs.Term != rn.prevHardSt.Term || hs.Vote != rn.prevHardSt.Vote
@@ -185,19 +183,41 @@ func (rn *RawNode) readyWithoutAccept() Ready {
 // be durable first, or a restart could vote twice), and everything when the
 // term or vote changed in this Ready (a message must never carry a term the
 // sender could forget).
+//
+// The usual Ready holds only one kind (a leader's appends, a follower's
+// acknowledgements); then msgs is returned as it is, without copying.
 func splitMessages(msgs []pb.Message, termOrVoteChanged bool) (now, after []pb.Message) {
 	if termOrVoteChanged {
 		return nil, msgs
 	}
+	nAfter := 0
+	for i := range msgs {
+		if mustWaitForPersist(msgs[i].Type) {
+			nAfter++
+		}
+	}
+	switch nAfter {
+	case 0:
+		return msgs, nil
+	case len(msgs):
+		return nil, msgs
+	}
+	now = make([]pb.Message, 0, len(msgs)-nAfter)
+	after = make([]pb.Message, 0, nAfter)
 	for _, m := range msgs {
-		switch m.Type {
-		case pb.MsgAppResp, pb.MsgVoteResp:
+		if mustWaitForPersist(m.Type) {
 			after = append(after, m)
-		default:
+		} else {
 			now = append(now, m)
 		}
 	}
 	return now, after
+}
+
+// mustWaitForPersist reports whether a message of type t promises durable
+// state: an append acknowledgement or a vote.
+func mustWaitForPersist(t pb.MessageType) bool {
+	return t == pb.MsgAppResp || t == pb.MsgVoteResp
 }
 
 // acceptReady marks the contents of rd as handed out.
