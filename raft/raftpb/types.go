@@ -181,14 +181,17 @@ func (cs ConfState) Equivalent(other ConfState) error {
 		if len(a) != len(b) {
 			return false
 		}
-		set := make(map[uint64]struct{}, len(a))
+		// Compare as multisets: a set of a's IDs would accept any b whose
+		// IDs all occur in a, e.g. [1 2 3] and [1 2 2].
+		count := make(map[uint64]int, len(a))
 		for _, id := range a {
-			set[id] = struct{}{}
+			count[id]++
 		}
 		for _, id := range b {
-			if _, ok := set[id]; !ok {
+			if count[id] == 0 {
 				return false
 			}
+			count[id]--
 		}
 		return true
 	}

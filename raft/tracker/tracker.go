@@ -79,10 +79,12 @@ func (c Config) Joint() bool { return len(c.Voters[1]) > 0 }
 func (c Config) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "voters=%s", c.Voters)
-	if c.Learners != nil {
+	// Test emptiness, not nil: confchange leaves emptied maps in place, and
+	// a configuration must print the same whatever history produced it.
+	if len(c.Learners) > 0 {
 		fmt.Fprintf(&b, " learners=%s", quorum.MajorityConfig(c.Learners))
 	}
-	if c.LearnersNext != nil {
+	if len(c.LearnersNext) > 0 {
 		fmt.Fprintf(&b, " learners_next=%s", quorum.MajorityConfig(c.LearnersNext))
 	}
 	if c.AutoLeave {
