@@ -95,6 +95,9 @@ type sim struct {
 	// hashes maps a log index to the state hash after applying it; every
 	// member applying that index must reach the same hash.
 	hashes map[uint64]uint64
+	// committedTerms maps a log index to the term of the entry applied
+	// there (hence committed).
+	committedTerms map[uint64]uint64
 	// maxCommit is the highest commit index any member ever reported.
 	maxCommit uint64
 	// reads maps a pending read's context to the lowest index a correct
@@ -116,6 +119,12 @@ func (s *sim) fail(format string, args ...any) {
 }
 
 func runSimulation(seed uint64, steps int) (simStats, error) {
+	return runSimulationWith(seed, steps, nil)
+}
+
+// runSimulationWith runs one simulation; extra, if set, is an additional
+// check run after every step.
+func runSimulationWith(seed uint64, steps int, extra func(*sim) error) (simStats, error) {
 	rng := rand.New(rand.NewPCG(seed, 42))
 	size := 3
 	if seed%2 == 0 {
@@ -140,7 +149,8 @@ func runSimulation(seed uint64, steps int) (simStats, error) {
 	s := &sim{
 		seed: seed, rng: rng, c: c,
 		leaders: map[uint64]uint64{}, hashes: map[uint64]uint64{}, reads: map[string]uint64{},
-		nextID: uint64(size + 1), lease: opts.ReadOnly == raft.ReadOnlyLeaseBased,
+		committedTerms: map[uint64]uint64{},
+		nextID:         uint64(size + 1), lease: opts.ReadOnly == raft.ReadOnlyLeaseBased,
 		crashRate: []float64{0.0003, 0.003}[rng.IntN(2)],
 	}
 	c.Hooks = rafttest.Hooks{
@@ -149,6 +159,7 @@ func runSimulation(seed uint64, steps int) (simStats, error) {
 		},
 		Applied: func(id uint64, e pb.Entry, hash uint64) {
 			s.checkHash(id, e.Index, hash)
+			s.committedTerms[e.Index] = e.Term
 		},
 		SnapshotApplied: func(id uint64, meta pb.SnapshotMetadata, hash uint64) {
 			s.stats.snapshots++
@@ -176,6 +187,11 @@ func runSimulation(seed uint64, steps int) (simStats, error) {
 		}
 		s.checkLeaders()
 		s.checkReads()
+		if extra != nil && s.failure == nil {
+			if err := extra(s); err != nil {
+				s.fail("step %d: %v", i, err)
+			}
+		}
 	}
 	if s.failure == nil {
 		if err := s.checkLiveness(); err != nil {

@@ -165,3 +165,17 @@ func (n *Network) Filter(drop func(m pb.Message) bool) {
 	clear(n.queue[len(keep):])
 	n.queue = keep
 }
+
+// Rewrite replaces every queued message by what f returns, dropping those
+// for which it returns false; tests use it to alter messages in flight.
+func (n *Network) Rewrite(f func(m pb.Message) (pb.Message, bool)) {
+	keep := n.queue[:0]
+	for _, e := range n.queue {
+		if m, ok := f(e.m); ok {
+			e.m = m
+			keep = append(keep, e)
+		}
+	}
+	clear(n.queue[len(keep):])
+	n.queue = keep
+}
