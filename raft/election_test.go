@@ -75,7 +75,7 @@ func TestVoteIsPersistedAndHonouredAfterRestart(t *testing.T) {
 	// Restart 2; 3 asks for its vote in the same term with a better log.
 	c.Crash(2)
 	must(t, c.Restart(2))
-	must(t, c.Member(2).Node.Step(pb.Message{Type: pb.MsgVote, From: 3, To: 2, Term: term, Index: 100, LogTerm: 5}))
+	must(t, c.Member(2).Node.Step(pb.Message{Type: pb.MsgVote, From: 3, To: 2, Term: term, Index: 100, LogTerm: term}))
 	rd := c.Member(2).Node.Ready()
 	for _, m := range append(rd.Messages, rd.MessagesAfterPersist...) {
 		if m.Type == pb.MsgVoteResp && !m.Reject {

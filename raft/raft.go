@@ -616,8 +616,65 @@ func (r *raft) poll(id uint64, t pb.MessageType, granted bool) (int, int, quorum
 	return r.trk.TallyVotes()
 }
 
+// ErrInvalidMessage is wrapped by Step's errors for messages that no
+// correct member sends; they are dropped without touching any state.
+var ErrInvalidMessage = errors.New("raft: invalid message")
+
+// validateMessage rejects messages whose fields contradict each other, so
+// that a corrupt or hostile peer cannot drive the state machine into an
+// inconsistent state.
+func validateMessage(m *pb.Message) error {
+	invalid := func(why string) error {
+		return fmt.Errorf("%w: %s from %d: %s", ErrInvalidMessage, m.Type, m.From, why)
+	}
+	if m.Term == 0 {
+		switch m.Type {
+		case pb.MsgHup, pb.MsgBeat, pb.MsgUnreachable, pb.MsgSnapStatus, pb.MsgCheckQuorum,
+			pb.MsgProp, pb.MsgReadIndex, pb.MsgTransferLeader:
+		default:
+			return invalid("no term")
+		}
+	}
+	switch m.Type {
+	case pb.MsgApp:
+		for i := range m.Entries {
+			e := &m.Entries[i]
+			if e.Index != m.Index+1+uint64(i) {
+				return invalid(fmt.Sprintf("entry %d has index %d, want %d", i, e.Index, m.Index+1+uint64(i)))
+			}
+			prev := m.LogTerm
+			if i > 0 {
+				prev = m.Entries[i-1].Term
+			}
+			if e.Term < prev || e.Term > m.Term {
+				return invalid(fmt.Sprintf("entry %d has term %d outside [%d, %d]", e.Index, e.Term, prev, m.Term))
+			}
+		}
+		if m.LogTerm > m.Term {
+			return invalid("previous entry's term is beyond the message's term")
+		}
+	case pb.MsgSnap:
+		if m.Snapshot == nil || m.Snapshot.Metadata.Index == 0 || m.Snapshot.Metadata.Term > m.Term {
+			return invalid("missing or inconsistent snapshot")
+		}
+	case pb.MsgReadIndex, pb.MsgReadIndexResp:
+		if len(m.Entries) != 1 {
+			return invalid("a read carries exactly one entry, its context")
+		}
+	case pb.MsgVote, pb.MsgPreVote:
+		if m.LogTerm > m.Term {
+			return invalid("candidate's last term is beyond its campaign term")
+		}
+	}
+	return nil
+}
+
 // Step is the single entry point of the state machine.
 func (r *raft) Step(m pb.Message) error {
+	if err := validateMessage(&m); err != nil {
+		r.logger.Warn("raft: dropping invalid message", "err", err)
+		return err
+	}
 	switch {
 	case m.Term == 0:
 		// Local message, or a forwarded proposal or read.
@@ -1140,14 +1197,16 @@ func (r *raft) restore(s pb.Snapshot) bool {
 		r.raftLog.commitTo(s.Metadata.Index)
 		return false
 	}
-	r.raftLog.restore(s)
-	r.trk = tracker.MakeProgressTracker(r.trk.MaxInflight, r.trk.MaxInflightBytes)
-	cfg, prs, err := confchange.Restore(confchange.Changer{Tracker: r.trk, LastIndex: r.raftLog.lastIndex()}, cs)
+	// Build the configuration before touching the log, so that a snapshot
+	// with a broken one is refused whole.
+	trk := tracker.MakeProgressTracker(r.trk.MaxInflight, r.trk.MaxInflightBytes)
+	cfg, prs, err := confchange.Restore(confchange.Changer{Tracker: trk, LastIndex: s.Metadata.Index}, cs)
 	if err != nil {
-		// The snapshot was validated by the leader that took it; a broken
-		// configuration here means corruption.
-		panic(fmt.Sprintf("raft: restoring configuration from snapshot at %d: %v", s.Metadata.Index, err))
+		r.logger.Error("raft: refusing snapshot with an invalid configuration", "index", s.Metadata.Index, "err", err)
+		return false
 	}
+	r.raftLog.restore(s)
+	r.trk = trk
 	r.switchToConfig(cfg, prs)
 	return true
 }

@@ -1,6 +1,7 @@
 package raft_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/synod-db/synod/raft"
@@ -112,10 +113,14 @@ func TestSnapshotOlderThanCommitIgnored(t *testing.T) {
 }
 
 // TestMsgSnapWithoutSnapshotIgnored checks that a malformed MsgSnap (no
-// snapshot) from a peer does not crash the member.
+// snapshot) from a peer is refused with ErrInvalidMessage and changes
+// nothing.
 func TestMsgSnapWithoutSnapshotIgnored(t *testing.T) {
 	c := newCluster(t, rafttest.Options{}, ids(3), nil)
 	must(t, c.ElectLeader(1))
-	must(t, c.Member(2).Node.Step(pb.Message{Type: pb.MsgSnap, From: 1, To: 2, Term: status(c, 2).Term}))
+	err := c.Member(2).Node.Step(pb.Message{Type: pb.MsgSnap, From: 1, To: 2, Term: status(c, 2).Term})
+	if !errors.Is(err, raft.ErrInvalidMessage) {
+		t.Fatalf("MsgSnap without snapshot: %v, want ErrInvalidMessage", err)
+	}
 	proposeAndCommit(t, c, 1, 1, "still-fine")
 }
