@@ -1,6 +1,7 @@
 package raftcmp
 
 import (
+	"context"
 	"fmt"
 	"testing"
 )
@@ -87,5 +88,55 @@ func TestClusters(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkNodeProposeCommit measures proposal-to-commit throughput of one
+// voter through each implementation's goroutine Node: b.N proposals made
+// one after another by the benchmark goroutine while another goroutine
+// handles Readys, as a server's raft loop would.
+func BenchmarkNodeProposeCommit(b *testing.B) {
+	for _, impl := range NodeImpls {
+		b.Run(fmt.Sprintf("impl=%s/voters=1/batch=1", impl.Name), func(b *testing.B) {
+			n, err := impl.New()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer n.Stop()
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := n.Propose(ctx, payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := n.WaitCommitted(ctx, b.N); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
+
+// TestNodes checks that both Node drivers commit what they are given.
+func TestNodes(t *testing.T) {
+	for _, impl := range NodeImpls {
+		t.Run(impl.Name, func(t *testing.T) {
+			n, err := impl.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Stop()
+			ctx := context.Background()
+			for range 50 {
+				if err := n.Propose(ctx, payload); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := n.WaitCommitted(ctx, 50); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
