@@ -2,6 +2,7 @@ package raft_test
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -56,6 +57,7 @@ func TestPaperLogMatching(t *testing.T) {
 	runPaperSimulations(t, func() func(*sim) error { return checkAllLogsMatch })
 }
 
+// checkAllLogsMatch checks log matching on every pair of durable logs.
 func checkAllLogsMatch(s *sim) error {
 	logs := map[uint64]map[uint64]pb.Entry{}
 	for _, id := range s.c.IDs() {
@@ -84,25 +86,15 @@ func TestPaperLeaderAppendOnly(t *testing.T) {
 	})
 }
 
-// leaderKey names the leader of one term.
-type leaderKey struct{ id, term uint64 }
-
+// checkAppendOnly checks that no running leader changed an entry of its
+// log since the last step; seen keeps each leader's log between steps.
 func checkAppendOnly(s *sim, seen map[leaderKey]map[uint64]uint64) error {
-	for _, id := range s.c.IDs() {
-		m := s.c.Member(id)
-		if m.Node == nil {
-			continue
-		}
-		st := m.Node.BasicStatus()
-		if st.RaftState != raft.StateLeader {
-			continue
-		}
-		k := leaderKey{id, st.Term}
-		log := leaderPrefix(m.Storage, st.Term)
+	for _, k := range runningLeaders(s.c) {
+		log := leaderPrefix(s.c.Member(k.id).Storage, k.term)
 		if old, ok := seen[k]; ok {
 			for idx, term := range old {
 				if got, ok := log[idx]; ok && got != term {
-					return fmt.Errorf("leader %d of term %d rewrote index %d from term %d to %d", id, st.Term, idx, term, got)
+					return fmt.Errorf("leader %d of term %d rewrote index %d from term %d to %d", k.id, k.term, idx, term, got)
 				}
 			}
 		}
@@ -122,24 +114,17 @@ func TestPaperLeaderCompleteness(t *testing.T) {
 	})
 }
 
+// checkLeaderCompleteness checks that every running leader holds the
+// entries committed before it was first seen leading.
 func checkLeaderCompleteness(s *sim, committedAtElection map[leaderKey]map[uint64]uint64) error {
-	for _, id := range s.c.IDs() {
-		m := s.c.Member(id)
-		if m.Node == nil {
-			continue
-		}
-		st := m.Node.BasicStatus()
-		if st.RaftState != raft.StateLeader {
-			continue
-		}
-		k := leaderKey{id, st.Term}
+	for _, k := range runningLeaders(s.c) {
 		if _, ok := committedAtElection[k]; !ok {
-			committedAtElection[k] = maps2(s.committedTerms)
+			committedAtElection[k] = maps.Clone(s.committedTerms)
 		}
-		log := leaderPrefix(m.Storage, st.Term)
+		log := leaderPrefix(s.c.Member(k.id).Storage, k.term)
 		for idx, term := range committedAtElection[k] {
 			if got, ok := log[idx]; ok && got != term {
-				return fmt.Errorf("leader %d of term %d has term %d at committed index %d (committed with term %d)", id, st.Term, got, idx, term)
+				return fmt.Errorf("leader %d of term %d has term %d at committed index %d (committed with term %d)", k.id, k.term, got, idx, term)
 			}
 		}
 	}
@@ -326,14 +311,6 @@ func leaderPrefix(st *raft.MemoryStorage, term uint64) map[uint64]uint64 {
 		if idx < first {
 			out[idx] = e.Term
 		}
-	}
-	return out
-}
-
-func maps2(m map[uint64]uint64) map[uint64]uint64 {
-	out := make(map[uint64]uint64, len(m))
-	for k, v := range m {
-		out[k] = v
 	}
 	return out
 }

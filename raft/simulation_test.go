@@ -210,20 +210,31 @@ func (s *sim) checkHash(id, index, hash uint64) {
 	s.hashes[index] = hash
 }
 
-func (s *sim) checkLeaders() {
-	for _, id := range s.c.IDs() {
-		m := s.c.Member(id)
+// runningLeaders returns the running members that believe they lead,
+// with their term, in ID order. Several can, in different terms.
+func runningLeaders(c *rafttest.Cluster) []leaderKey {
+	var out []leaderKey
+	for _, id := range c.IDs() {
+		m := c.Member(id)
 		if m.Node == nil {
 			continue
 		}
-		st := m.Node.BasicStatus()
-		if st.RaftState != raft.StateLeader {
-			continue
+		if st := m.Node.BasicStatus(); st.RaftState == raft.StateLeader {
+			out = append(out, leaderKey{id: id, term: st.Term})
 		}
-		if other, ok := s.leaders[st.Term]; ok && other != id {
-			s.fail("election safety: members %d and %d both lead term %d", other, id, st.Term)
+	}
+	return out
+}
+
+// leaderKey names the leader of one term.
+type leaderKey struct{ id, term uint64 }
+
+func (s *sim) checkLeaders() {
+	for _, l := range runningLeaders(s.c) {
+		if other, ok := s.leaders[l.term]; ok && other != l.id {
+			s.fail("election safety: members %d and %d both lead term %d", other, l.id, l.term)
 		} else if !ok {
-			s.leaders[st.Term] = id
+			s.leaders[l.term] = l.id
 			s.stats.leaders++
 		}
 	}
