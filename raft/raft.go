@@ -801,7 +801,9 @@ func stepLeader(r *raft, m pb.Message) error {
 		if pr.Match < r.raftLog.lastIndex() {
 			r.sendAppend(m.From)
 		}
-		if r.readOnly.option != ReadOnlySafe || len(m.Context) == 0 {
+		// Reads wait for a heartbeat round under ReadOnlySafe, and under
+		// ReadOnlyLeaseBased whenever the lease is not valid.
+		if len(m.Context) == 0 {
 			return nil
 		}
 		if r.trk.Voters.VoteResult(r.readOnly.recvAck(m.From, m.Context)) != quorum.VoteWon {

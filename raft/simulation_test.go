@@ -512,8 +512,29 @@ func (s *sim) checkLiveness() error {
 			}
 		}
 		if done {
-			return nil
+			return s.checkReadLiveness(lead)
 		}
 	}
 	return fmt.Errorf("liveness: no leader committed a proposal within %d ticks after healing (leader %d)", maxTicks, c.Leader())
+}
+
+// checkReadLiveness requires that, on a healed cluster, a read issued on
+// the leader is answered within a few ticks (whatever the read mode).
+func (s *sim) checkReadLiveness(lead uint64) error {
+	ctx := fmt.Sprintf("final-read-%d", s.seed)
+	s.reads[ctx] = s.maxCommit
+	s.c.ReadIndex(lead, []byte(ctx))
+	for tick := 0; tick < 30; tick++ {
+		if err := s.c.Stabilize(); err != nil {
+			return err
+		}
+		for _, rs := range s.c.Member(lead).ReadStates {
+			if string(rs.RequestCtx) == ctx {
+				s.checkReads()
+				return s.failure
+			}
+		}
+		s.c.TickAll()
+	}
+	return fmt.Errorf("liveness: a read on leader %d was not answered on a healed cluster", lead)
 }

@@ -282,3 +282,22 @@ func TestLeaseRevokedByTransfer(t *testing.T) {
 		t.Fatal("lease read served after sending TimeoutNow")
 	}
 }
+
+// TestLeaseReadFallsBackToHeartbeatRound checks that a lease-based leader
+// without a valid lease (just elected, no heartbeat answered yet) still
+// answers a read, after a heartbeat round.
+func TestLeaseReadFallsBackToHeartbeatRound(t *testing.T) {
+	c := newCluster(t, rafttest.Options{CheckQuorum: true, ReadOnly: raft.ReadOnlyLeaseBased}, ids(3), nil)
+	must(t, c.ElectLeader(1))
+	c.ReadIndex(1, []byte("no-lease-yet"))
+	if _, err := c.Process(1); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Member(1).ReadStates) != 0 {
+		t.Fatal("read answered without a lease and without a heartbeat round")
+	}
+	must(t, c.Stabilize())
+	if _, ok := readIndexes(c, 1)["no-lease-yet"]; !ok {
+		t.Fatal("read not answered after the heartbeat round")
+	}
+}
