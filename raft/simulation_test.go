@@ -23,9 +23,9 @@ import (
 // SYNOD_SIM_RUNS sets the number of seeds (default: a CI-sized number);
 // SYNOD_SIM_SEED replays a single seed.
 func TestSimulation(t *testing.T) {
-	runs := 48
+	runs := 200
 	if testing.Short() {
-		runs = 12
+		runs = 24
 	}
 	if s := os.Getenv("SYNOD_SIM_RUNS"); s != "" {
 		n, err := strconv.Atoi(s)
