@@ -322,3 +322,25 @@ func TestInvalidConfChangeRefused(t *testing.T) {
 		t.Fatalf("config changed by a refused change: %s", got)
 	}
 }
+
+// TestLearnerAtHigherTermCatchesUp checks liveness when a learner has a
+// higher term than the leader (it was a voter that campaigned while cut
+// off, then was demoted). It cannot campaign, so it must tell the leader
+// its term when the leader's appends arrive; a new election then reaches
+// its term and it catches up. Found by the simulation (seed 17272).
+func TestLearnerAtHigherTermCatchesUp(t *testing.T) {
+	c := newCluster(t, rafttest.Options{}, ids(3), []uint64{4})
+	must(t, c.ElectLeader(1))
+	// Raise the learner's term; its answer is lost, so nobody else learns it.
+	c.Net.Cut(4, 2)
+	must(t, c.Member(4).Node.Step(pb.Message{Type: pb.MsgVote, From: 2, To: 4, Term: 50, Index: 1, LogTerm: 1}))
+	must(t, c.Stabilize())
+	c.Net.Mend(4, 2)
+	if st := status(c, 4); st.Term != 50 {
+		t.Fatalf("setup: learner at term %d, want 50", st.Term)
+	}
+	must(t, c.Propose(1, []byte("for-the-learner")))
+	tickUntil(t, c, 200, "learner applies the entry", func() bool {
+		return slices.Contains(dataOf(c, 4), "for-the-learner")
+	})
+}

@@ -194,6 +194,11 @@ func newRaft(c *Config) (*raft, error) {
 		if c.Applied > r.raftLog.lastIndex() {
 			return nil, fmt.Errorf("raft: Config.Applied (%d) is beyond the last index %d in storage; storage lost data or Applied is wrong", c.Applied, r.raftLog.lastIndex())
 		}
+		if c.Applied < r.raftLog.applied {
+			// The entries up to the stored snapshot are gone: raft cannot
+			// hand out what lies between. Restore the snapshot first.
+			return nil, fmt.Errorf("raft: Config.Applied (%d) is below the snapshot index %d in storage; apply the stored snapshot before restarting", c.Applied, r.raftLog.applied)
+		}
 		// An applied entry was committed, even if the write of the commit
 		// index (never fsynced on its own) was lost in a crash.
 		r.raftLog.commitTo(c.Applied)
@@ -704,11 +709,12 @@ func (r *raft) Step(m pb.Message) error {
 			}
 		}
 	case m.Term < r.Term:
-		if (r.checkQuorum || r.preVote) && (m.Type == pb.MsgHeartbeat || m.Type == pb.MsgApp) {
-			// A stale leader cut off by a partition keeps sending. Tell it our
-			// term so it steps down; without this, with check-quorum or
-			// pre-vote, a member that advanced its term could be stuck unable
-			// to win and never hear of a higher term.
+		if m.Type == pb.MsgHeartbeat || m.Type == pb.MsgApp {
+			// A leader of an older term keeps sending. Tell it our term so it
+			// steps down and a new election reaches our term. Without this, a
+			// member that advanced its term but cannot win an election (a
+			// learner, or a voter held back by pre-vote or leases) would
+			// never hear from a leader again.
 			r.send(pb.Message{To: m.From, Type: pb.MsgAppResp})
 		} else if m.Type == pb.MsgPreVote {
 			r.send(pb.Message{To: m.From, Term: r.Term, Type: pb.MsgPreVoteResp, Reject: true})

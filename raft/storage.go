@@ -163,6 +163,10 @@ func (ms *MemoryStorage) CreateSnapshot(i uint64, cs *pb.ConfState, data []byte)
 		return pb.Snapshot{}, ErrSnapOutOfDate
 	}
 	offset := ms.ents[0].Index
+	if i < offset {
+		// Compacted past the snapshot: the entry's term is gone.
+		return pb.Snapshot{}, ErrCompacted
+	}
 	if i > ms.lastIndex() {
 		return pb.Snapshot{}, fmt.Errorf("raft: snapshot index %d is beyond last index %d: snapshot only applied entries", i, ms.lastIndex())
 	}
