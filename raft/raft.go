@@ -716,8 +716,12 @@ func (r *raft) Step(m pb.Message) error {
 			// learner, or a voter held back by pre-vote or leases) would
 			// never hear from a leader again.
 			r.send(pb.Message{To: m.From, Type: pb.MsgAppResp})
-		} else if m.Type == pb.MsgPreVote {
-			r.send(pb.Message{To: m.From, Term: r.Term, Type: pb.MsgPreVoteResp, Reject: true})
+		} else if m.Type == pb.MsgPreVote || m.Type == pb.MsgVote {
+			// Reject with our term, so that a candidate of an older term
+			// learns of the newer one. Otherwise a candidate that only hears
+			// from members ahead of it (which ignore it) would campaign in
+			// terms nobody answers, forever.
+			r.send(pb.Message{To: m.From, Term: r.Term, Type: pb.VoteResponseType(m.Type), Reject: true})
 		} else {
 			r.logger.Debug("raft: ignoring message with lower term", "type", m.Type, "from", m.From, "term", m.Term)
 		}

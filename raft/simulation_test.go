@@ -20,8 +20,9 @@ import (
 // leadership transfers, and checks the safety invariants after every step
 // and liveness once the faults stop.
 //
-// SYNOD_SIM_RUNS sets the number of seeds (default: a CI-sized number);
-// SYNOD_SIM_SEED replays a single seed.
+// SYNOD_SIM_RUNS sets the number of seeds (default: a CI-sized number),
+// SYNOD_SIM_FIRST the first of them (default 1); SYNOD_SIM_SEED replays a
+// single seed.
 func TestSimulation(t *testing.T) {
 	runs := 200
 	if testing.Short() {
@@ -42,8 +43,16 @@ func TestSimulation(t *testing.T) {
 		}
 		seeds = append(seeds, seed)
 	} else {
+		first := uint64(1)
+		if s := os.Getenv("SYNOD_SIM_FIRST"); s != "" {
+			f, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				t.Fatalf("SYNOD_SIM_FIRST=%q: %v", s, err)
+			}
+			first = f
+		}
 		for i := 0; i < runs; i++ {
-			seeds = append(seeds, uint64(i+1))
+			seeds = append(seeds, first+uint64(i))
 		}
 	}
 	var total simStats
