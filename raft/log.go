@@ -33,6 +33,7 @@ type raftLog struct {
 	logger *slog.Logger
 }
 
+// newLog returns the log of storage, with nothing unstable.
 func newLog(storage Storage, logger *slog.Logger, maxApplyingEntsSize uint64) (*raftLog, error) {
 	firstIndex, err := storage.FirstIndex()
 	if err != nil {
@@ -175,6 +176,7 @@ func (l *raftLog) snapshot() (pb.Snapshot, error) {
 	return l.storage.Snapshot()
 }
 
+// firstIndex is the first index the log holds.
 func (l *raftLog) firstIndex() uint64 {
 	if i, ok := l.unstable.maybeFirstIndex(); ok {
 		return i
@@ -186,6 +188,7 @@ func (l *raftLog) firstIndex() uint64 {
 	return i
 }
 
+// lastIndex is the last index the log holds.
 func (l *raftLog) lastIndex() uint64 {
 	if i, ok := l.unstable.maybeLastIndex(); ok {
 		return i
@@ -197,6 +200,7 @@ func (l *raftLog) lastIndex() uint64 {
 	return i
 }
 
+// commitTo raises the commit index, never beyond the last index.
 func (l *raftLog) commitTo(tocommit uint64) {
 	if tocommit <= l.committed {
 		return
@@ -221,6 +225,7 @@ func (l *raftLog) acceptApplying(i uint64) {
 	}
 }
 
+// appliedTo records that the application applied up to i.
 func (l *raftLog) appliedTo(i uint64) {
 	if i == 0 {
 		return
@@ -238,6 +243,7 @@ func (l *raftLog) stableSnapTo(i uint64) bool { return l.unstable.stableSnapTo(i
 
 func (l *raftLog) acceptUnstable() { l.unstable.acceptInProgress() }
 
+// lastTerm is the term of the last entry.
 func (l *raftLog) lastTerm() uint64 {
 	t, err := l.term(l.lastIndex())
 	if err != nil {
@@ -267,6 +273,7 @@ func (l *raftLog) term(i uint64) (uint64, error) {
 	panic(fmt.Sprintf("raft: storage Term(%d) failed: %v", i, err))
 }
 
+// matchTerm reports whether entry i has the given term.
 func (l *raftLog) matchTerm(i, term uint64) bool {
 	t, err := l.term(i)
 	return err == nil && t == term
@@ -348,6 +355,8 @@ func (l *raftLog) slice(lo, hi, maxSize uint64) ([]pb.Entry, error) {
 	return limitSize(ents, maxSize), nil
 }
 
+// checkOutOfBounds returns ErrCompacted if lo precedes the log and
+// panics if [lo, hi) is not a range within it.
 func (l *raftLog) checkOutOfBounds(lo, hi uint64) error {
 	if lo > hi {
 		panic(fmt.Sprintf("raft: invalid slice [%d, %d)", lo, hi))

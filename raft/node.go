@@ -102,6 +102,7 @@ func RestartNode(c *Config) (Node, error) {
 	return n, nil
 }
 
+// newNode wraps rn with the channels of its goroutine.
 func newNode(rn *RawNode) *node {
 	return &node{
 		propc:      make(chan msgWithResult),
@@ -121,6 +122,7 @@ func newNode(rn *RawNode) *node {
 	}
 }
 
+// run is the node's goroutine, the only one touching the state machine.
 func (n *node) run() {
 	var propc chan msgWithResult
 	var readyc chan Ready

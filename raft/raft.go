@@ -139,6 +139,8 @@ type raft struct {
 	logger *slog.Logger
 }
 
+// newRaft validates c and restores a member from c.Storage: its
+// configuration, hard state and applied index. It starts as a follower.
 func newRaft(c *Config) (*raft, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -210,10 +212,13 @@ func newRaft(c *Config) (*raft, error) {
 	return r, nil
 }
 
+// hasLeader reports whether a leader is known.
 func (r *raft) hasLeader() bool { return r.lead != None }
 
+// softState returns the volatile state reported in Ready.
 func (r *raft) softState() SoftState { return SoftState{Lead: r.lead, RaftState: r.state} }
 
+// hardState returns the state that must be durable.
 func (r *raft) hardState() pb.HardState {
 	return pb.HardState{Term: r.Term, Vote: r.Vote, Commit: r.raftLog.committed}
 }
@@ -238,137 +243,9 @@ func (r *raft) send(m pb.Message) {
 	r.msgs = append(r.msgs, m)
 }
 
-// sendAppend sends an append (or a snapshot) to member to, if its flow
-// control allows, even with no new entries (a probe).
-func (r *raft) sendAppend(to uint64) { r.maybeSendAppend(to, true) }
-
-// maybeSendAppend sends one append to member to. With sendIfEmpty false it
-// sends only if there are entries to send. It reports whether it sent.
-func (r *raft) maybeSendAppend(to uint64, sendIfEmpty bool) bool {
-	pr := r.trk.Progress[to]
-	if pr == nil || pr.IsPaused() {
-		return false
-	}
-	prevIndex := pr.Next - 1
-	prevTerm, errt := r.raftLog.term(prevIndex)
-	var ents []pb.Entry
-	var erre error
-	if errt == nil && (pr.State != tracker.StateReplicate || !pr.Inflights.Full()) {
-		ents, erre = r.raftLog.entries(pr.Next, r.maxMsgSize)
-	}
-	if errt != nil || erre != nil {
-		return r.maybeSendSnapshot(to, pr)
-	}
-	if len(ents) == 0 && !sendIfEmpty {
-		return false
-	}
-	r.send(pb.Message{
-		To:      to,
-		Type:    pb.MsgApp,
-		Index:   prevIndex,
-		LogTerm: prevTerm,
-		Entries: ents,
-		Commit:  r.raftLog.committed,
-	})
-	r.sentCommit[to] = r.raftLog.committed
-	var last uint64
-	if n := len(ents); n > 0 {
-		last = ents[n-1].Index
-	}
-	pr.SentEntries(len(ents), payloadsSize(ents), last)
-	return true
-}
-
-// maybeSendSnapshot sends the current snapshot to a member that needs
-// entries the log no longer has.
-func (r *raft) maybeSendSnapshot(to uint64, pr *tracker.Progress) bool {
-	if !pr.RecentActive {
-		r.logger.Debug("raft: not sending snapshot to inactive member", "to", to)
-		return false
-	}
-	snap, err := r.raftLog.snapshot()
-	if err != nil {
-		if errors.Is(err, ErrSnapshotTemporarilyUnavailable) {
-			r.logger.Debug("raft: snapshot temporarily unavailable", "to", to)
-			return false
-		}
-		panic(fmt.Sprintf("raft: reading snapshot for member %d: %v", to, err))
-	}
-	if snap.IsEmpty() {
-		panic(fmt.Sprintf("raft: member %d needs a snapshot but storage has none", to))
-	}
-	r.logger.Debug("raft: sending snapshot", "to", to, "index", snap.Metadata.Index, "progress", pr.String())
-	pr.BecomeSnapshot(snap.Metadata.Index)
-	r.send(pb.Message{To: to, Type: pb.MsgSnap, Snapshot: &snap})
-	return true
-}
-
-// sendHeartbeat sends a heartbeat. The commit index is capped at what the
-// member is known to have, so that it never commits entries it lacks.
-func (r *raft) sendHeartbeat(to uint64, ctx []byte) {
-	commit := min(r.trk.Progress[to].Match, r.raftLog.committed)
-	r.send(pb.Message{To: to, Type: pb.MsgHeartbeat, Commit: commit, Context: ctx, Index: r.leaseClock})
-}
-
-// bcastAppend asks for appends to every member. They are sent when the
-// next Ready is built (flushAppends), so that many proposals, or a proposal
-// and the commit it leads to, share one message per member: the messages
-// would only leave with that Ready anyway.
-func (r *raft) bcastAppend() { r.bcastPending = true }
-
-// flushAppends sends the appends bcastAppend asked for: new entries to
-// every member that can take them, and an empty append to members that
-// have not been sent the current commit index.
-func (r *raft) flushAppends() {
-	if !r.bcastPending {
-		return
-	}
-	r.bcastPending = false
-	if r.state != StateLeader {
-		return
-	}
-	for _, id := range r.trk.IDs() {
-		if id != r.id {
-			r.maybeSendAppend(id, r.sentCommit[id] < r.raftLog.committed)
-		}
-	}
-}
-
-// bcastHeartbeat sends heartbeats carrying the newest pending read context.
-func (r *raft) bcastHeartbeat() {
-	ctx := r.readOnly.lastPendingRequestCtx()
-	for _, id := range r.trk.IDs() {
-		if id != r.id {
-			r.sendHeartbeat(id, ctx)
-		}
-	}
-}
-
-// selfPersisted is the leader's own acknowledgement: it counts for commitment
-// only once its entries are durable (Raft thesis §10.2.1), which lets the
-// leader send appends before or while it writes its own log.
-func (r *raft) selfPersisted() {
-	if r.state != StateLeader {
-		return
-	}
-	pr := r.trk.Progress[r.id]
-	if pr == nil {
-		return
-	}
-	if pr.MaybeUpdate(r.raftLog.stableIndex()) && r.maybeCommit() {
-		r.bcastAppend()
-	}
-}
-
-// maybeCommit advances the commit index to what a quorum has acknowledged.
-func (r *raft) maybeCommit() bool {
-	if !r.raftLog.maybeCommit(r.trk.Committed(), r.Term) {
-		return false
-	}
-	r.releasePendingReadIndexMessages()
-	return true
-}
-
+// reset prepares for a new role in term: it forgets the vote if the term
+// changes, restarts the timers, and resets every member's progress (the
+// leader's own Match being its durable log).
 func (r *raft) reset(term uint64) {
 	if r.Term != term {
 		r.Term = term
@@ -404,42 +281,8 @@ func (r *raft) reset(term uint64) {
 	r.leaseRevoked = false
 }
 
-// appendEntry appends proposals to the leader's log. It refuses them all if
-// they would overflow the uncommitted-size limit.
-func (r *raft) appendEntry(es ...pb.Entry) bool {
-	li := r.raftLog.lastIndex()
-	for i := range es {
-		es[i].Term = r.Term
-		es[i].Index = li + 1 + uint64(i)
-	}
-	if !r.increaseUncommittedSize(es) {
-		r.logger.Warn("raft: dropping proposal: uncommitted log is full", "uncommitted", r.uncommittedSize, "max", r.maxUncommittedSize)
-		return false
-	}
-	r.raftLog.append(es...)
-	return true
-}
-
-func (r *raft) increaseUncommittedSize(ents []pb.Entry) bool {
-	s := payloadsSize(ents)
-	// A single proposal is always accepted on an empty log, whatever its
-	// size, or a large entry could never be proposed.
-	if r.uncommittedSize > 0 && s > 0 && r.uncommittedSize+s > r.maxUncommittedSize {
-		return false
-	}
-	r.uncommittedSize += s
-	return true
-}
-
-func (r *raft) reduceUncommittedSize(s uint64) {
-	if s > r.uncommittedSize {
-		// Entries committed from an earlier term were never counted here.
-		r.uncommittedSize = 0
-	} else {
-		r.uncommittedSize -= s
-	}
-}
-
+// tickElection is the tick of followers and candidates: campaign once the
+// randomized election timeout passes without news of a leader.
 func (r *raft) tickElection() {
 	r.electionElapsed++
 	if r.electionElapsed >= r.electionTimeout {
@@ -455,6 +298,9 @@ func (r *raft) tickElection() {
 	}
 }
 
+// tickHeartbeat is the leader's tick: heartbeats every HeartbeatTick,
+// and every election timeout a check-quorum round and the end of any
+// pending leadership transfer.
 func (r *raft) tickHeartbeat() {
 	r.heartbeatElapsed++
 	r.electionElapsed++
@@ -484,6 +330,7 @@ func (r *raft) tickHeartbeat() {
 	}
 }
 
+// becomeFollower follows lead (None if unknown) in term.
 func (r *raft) becomeFollower(term, lead uint64) {
 	r.step = stepFollower
 	r.reset(term)
@@ -493,6 +340,7 @@ func (r *raft) becomeFollower(term, lead uint64) {
 	r.logger.Debug("raft: became follower", "term", r.Term, "lead", lead)
 }
 
+// becomeCandidate enters the next term and votes for itself.
 func (r *raft) becomeCandidate() {
 	if r.state == StateLeader {
 		panic("raft: invalid transition leader -> candidate")
@@ -506,6 +354,7 @@ func (r *raft) becomeCandidate() {
 	r.logger.Info("raft: became candidate", "term", r.Term)
 }
 
+// becomePreCandidate starts a pre-election without changing term or vote.
 func (r *raft) becomePreCandidate() {
 	if r.state == StateLeader {
 		panic("raft: invalid transition leader -> pre-candidate")
@@ -520,6 +369,8 @@ func (r *raft) becomePreCandidate() {
 	r.logger.Info("raft: became pre-candidate", "term", r.Term)
 }
 
+// becomeLeader takes leadership of the current term and appends the
+// empty entry that lets it commit entries of earlier terms.
 func (r *raft) becomeLeader() {
 	if r.state == StateFollower {
 		panic("raft: invalid transition follower -> leader")
@@ -542,83 +393,6 @@ func (r *raft) becomeLeader() {
 	empty := pb.Entry{Term: r.Term, Index: r.raftLog.lastIndex() + 1}
 	r.raftLog.append(empty)
 	r.logger.Info("raft: became leader", "term", r.Term)
-}
-
-// hup starts an election of kind t unless that is not allowed now.
-func (r *raft) hup(t []byte) {
-	if r.state == StateLeader {
-		r.logger.Debug("raft: ignoring MsgHup: already leader")
-		return
-	}
-	if !r.promotable() {
-		r.logger.Warn("raft: not promotable (learner, removed, or installing a snapshot); not campaigning")
-		return
-	}
-	if r.hasUnappliedConfChanges() {
-		r.logger.Warn("raft: not campaigning: committed conf changes are not yet applied")
-		return
-	}
-	r.campaign(t)
-}
-
-func (r *raft) hasUnappliedConfChanges() bool {
-	if r.raftLog.applied >= r.raftLog.committed {
-		return false
-	}
-	lo, hi := r.raftLog.applied+1, r.raftLog.committed+1
-	for lo < hi {
-		ents, err := r.raftLog.slice(lo, hi, r.maxMsgSize)
-		if err != nil {
-			panic(fmt.Sprintf("raft: scanning unapplied entries [%d, %d): %v", lo, hi, err))
-		}
-		for i := range ents {
-			if ents[i].Type != pb.EntryNormal {
-				return true
-			}
-		}
-		lo += uint64(len(ents))
-	}
-	return false
-}
-
-func (r *raft) campaign(t []byte) {
-	var term uint64
-	var voteMsg pb.MessageType
-	if bytes.Equal(t, campaignPreElection) {
-		r.becomePreCandidate()
-		voteMsg = pb.MsgPreVote
-		// Ask for the term we would enter, without entering it.
-		term = r.Term + 1
-	} else {
-		r.becomeCandidate()
-		voteMsg = pb.MsgVote
-		term = r.Term
-	}
-	if _, _, res := r.poll(r.id, pb.VoteResponseType(voteMsg), true); res == quorum.VoteWon {
-		// A single-voter configuration wins by itself.
-		if bytes.Equal(t, campaignPreElection) {
-			r.campaign(campaignElection)
-		} else {
-			r.becomeLeader()
-		}
-		return
-	}
-	var ctx []byte
-	if bytes.Equal(t, campaignTransfer) {
-		ctx = t
-	}
-	lastIndex, lastTerm := r.raftLog.lastIndex(), r.raftLog.lastTerm()
-	for _, id := range r.trk.VoterNodes() {
-		if id == r.id {
-			continue
-		}
-		r.send(pb.Message{To: id, Term: term, Type: voteMsg, Index: lastIndex, LogTerm: lastTerm, Context: ctx})
-	}
-}
-
-func (r *raft) poll(id uint64, t pb.MessageType, granted bool) (int, int, quorum.VoteResult) {
-	r.trk.RecordVote(id, granted)
-	return r.trk.TallyVotes()
 }
 
 // ErrInvalidMessage is wrapped by Step's errors for messages that no
@@ -761,6 +535,7 @@ func (r *raft) Step(m pb.Message) error {
 	return nil
 }
 
+// stepLeader handles a message as the leader.
 func stepLeader(r *raft, m pb.Message) error {
 	// Messages that do not need the sender's progress.
 	switch m.Type {
@@ -871,227 +646,8 @@ func stepLeader(r *raft, m pb.Message) error {
 	return nil
 }
 
-func (r *raft) handlePropose(m pb.Message) error {
-	if len(m.Entries) == 0 {
-		return errors.New("raft: proposal has no entries; propose at least one")
-	}
-	if r.trk.Progress[r.id] == nil {
-		// Removed from the configuration while still leader.
-		return ErrProposalDropped
-	}
-	if r.leadTransferee != None {
-		r.logger.Debug("raft: dropping proposal during leadership transfer", "transferee", r.leadTransferee)
-		return ErrProposalDropped
-	}
-	ents := m.Entries
-	copied := false
-	for i := range ents {
-		if ents[i].Type == pb.EntryNormal {
-			continue
-		}
-		if reason := r.confChangeRefusal(ents[i]); reason != "" {
-			r.logger.Warn("raft: ignoring conf change proposal", "reason", reason, "config", r.trk.Config.String())
-			if !copied {
-				ents = append([]pb.Entry(nil), ents...)
-				copied = true
-			}
-			// Keep the slot so the proposal's position is unchanged, but make
-			// it a no-op.
-			ents[i] = pb.Entry{Type: pb.EntryNormal}
-			continue
-		}
-		r.pendingConfIndex = r.raftLog.lastIndex() + uint64(i) + 1
-	}
-	if !r.appendEntry(ents...) {
-		return ErrProposalDropped
-	}
-	r.bcastAppend()
-	return nil
-}
-
-// confChangeRefusal returns why a proposed conf change cannot be accepted,
-// or "" if it can.
-func (r *raft) confChangeRefusal(e pb.Entry) string {
-	cc, err := pb.ConfChangeFromEntry(e)
-	if err != nil {
-		return fmt.Sprintf("undecodable conf change: %v", err)
-	}
-	leave := cc.AsV2().LeaveJoint()
-	switch joint := r.trk.Config.Joint(); {
-	case r.pendingConfIndex > r.raftLog.applied:
-		return fmt.Sprintf("conf change at index %d is not applied yet (applied %d)", r.pendingConfIndex, r.raftLog.applied)
-	case joint && !leave:
-		return "configuration is joint: leave it before another change"
-	case !joint && leave:
-		return "configuration is not joint: nothing to leave"
-	}
-	return ""
-}
-
-func (r *raft) handleAppendResponse(m pb.Message, pr *tracker.Progress) {
-	pr.RecentActive = true
-	if m.Reject {
-		r.logger.Debug("raft: append rejected", "from", m.From, "index", m.Index, "hint", m.RejectHint, "hintTerm", m.LogTerm)
-		next := m.RejectHint
-		if m.LogTerm > 0 {
-			// The follower's entry at RejectHint has term LogTerm: skip every
-			// entry of ours with a larger term at once.
-			next, _ = r.raftLog.findConflictByTerm(m.RejectHint, m.LogTerm)
-		}
-		if pr.MaybeDecrTo(m.Index, next) {
-			if pr.State == tracker.StateReplicate {
-				pr.BecomeProbe()
-			}
-			r.sendAppend(m.From)
-		}
-		return
-	}
-	// An acknowledgement of exactly Match still ends a probe: the member's
-	// log is known to match there, so streaming can start.
-	probeMatched := pr.State == tracker.StateProbe && m.Index == pr.Match
-	if !pr.MaybeUpdate(m.Index) && !probeMatched {
-		return
-	}
-	switch pr.State {
-	case tracker.StateProbe:
-		pr.BecomeReplicate()
-	case tracker.StateSnapshot:
-		if pr.Match+1 >= r.raftLog.firstIndex() {
-			// The member caught up through the snapshot (or without it).
-			pr.BecomeProbe()
-			pr.BecomeReplicate()
-		}
-	case tracker.StateReplicate:
-		pr.Inflights.FreeLE(m.Index)
-	}
-	if r.maybeCommit() {
-		r.bcastAppend()
-	} else if r.id != m.From {
-		for r.maybeSendAppend(m.From, false) {
-		}
-	}
-	if m.From == r.leadTransferee && pr.Match == r.raftLog.lastIndex() {
-		r.logger.Info("raft: transferee caught up; sending TimeoutNow", "to", m.From)
-		r.sendTimeoutNow(m.From)
-	}
-}
-
-func (r *raft) handleReadIndex(m pb.Message) {
-	if r.trk.IsSingleton() {
-		if resp := r.responseToReadIndexReq(m, r.raftLog.committed); resp.To != None {
-			r.send(resp)
-		}
-		return
-	}
-	if r.readOnly.option == ReadOnlyLeaseBased && r.leaseValid() {
-		if resp := r.responseToReadIndexReq(m, r.raftLog.committed); resp.To != None {
-			r.send(resp)
-		}
-		return
-	}
-	r.readOnly.addRequest(r.raftLog.committed, m)
-	r.readOnly.recvAck(r.id, m.Entries[0].Data)
-	r.bcastHeartbeat()
-}
-
-// responseToReadIndexReq answers read m at index. A read requested locally
-// becomes a ReadState; one forwarded by a follower gets a message back,
-// which is returned (To == None otherwise).
-func (r *raft) responseToReadIndexReq(m pb.Message, index uint64) pb.Message {
-	if m.From == None || m.From == r.id {
-		r.readStates = append(r.readStates, ReadState{Index: index, RequestCtx: m.Entries[0].Data})
-		return pb.Message{}
-	}
-	return pb.Message{Type: pb.MsgReadIndexResp, To: m.From, Index: index, Entries: m.Entries}
-}
-
-// leaseValid reports whether no other leader can exist now: a quorum
-// answered heartbeats sent less than an election timeout ago (one tick of
-// margin covers a follower ticking right after receiving one). Without a
-// valid lease, lease-based reads fall back to a heartbeat round.
-func (r *raft) leaseValid() bool {
-	if r.leaseRevoked || !r.checkQuorum {
-		return false
-	}
-	stamps := leaseStamps{acks: r.leaseAcks, self: r.id, now: r.leaseClock}
-	q := uint64(r.trk.Voters.CommittedIndex(stamps))
-	return q > 0 && r.leaseClock+1 < q+uint64(r.electionTimeout)
-}
-
-// leaseStamps presents heartbeat acknowledgement times to quorum
-// arithmetic, with the leader itself always current.
-type leaseStamps struct {
-	acks map[uint64]uint64
-	self uint64
-	now  uint64
-}
-
-func (s leaseStamps) AckedIndex(id uint64) (quorum.Index, bool) {
-	if id == s.self {
-		return quorum.Index(s.now), true
-	}
-	v, ok := s.acks[id]
-	return quorum.Index(v), ok
-}
-
-func (r *raft) committedEntryInCurrentTerm() bool {
-	t, err := r.raftLog.term(r.raftLog.committed)
-	return err == nil && t == r.Term
-}
-
-// releasePendingReadIndexMessages serves reads that waited for the new
-// leader's first commit.
-func (r *raft) releasePendingReadIndexMessages() {
-	if len(r.pendingReadIndexMessages) == 0 || !r.committedEntryInCurrentTerm() {
-		return
-	}
-	msgs := r.pendingReadIndexMessages
-	r.pendingReadIndexMessages = nil
-	for _, m := range msgs {
-		r.handleReadIndex(m)
-	}
-}
-
-// stepCandidate serves both candidates and pre-candidates.
-func stepCandidate(r *raft, m pb.Message) error {
-	myVoteResp := pb.MsgVoteResp
-	if r.state == StatePreCandidate {
-		myVoteResp = pb.MsgPreVoteResp
-	}
-	switch m.Type {
-	case pb.MsgProp:
-		return ErrProposalDropped
-	case pb.MsgApp:
-		r.becomeFollower(m.Term, m.From)
-		r.handleAppendEntries(m)
-	case pb.MsgHeartbeat:
-		r.becomeFollower(m.Term, m.From)
-		r.handleHeartbeat(m)
-	case pb.MsgSnap:
-		r.becomeFollower(m.Term, m.From)
-		r.handleSnapshot(m)
-	case myVoteResp:
-		granted, rejected, res := r.poll(m.From, m.Type, !m.Reject)
-		r.logger.Debug("raft: vote tally", "granted", granted, "rejected", rejected, "type", m.Type)
-		switch res {
-		case quorum.VoteWon:
-			if r.state == StatePreCandidate {
-				r.campaign(campaignElection)
-			} else {
-				r.becomeLeader()
-				r.bcastAppend()
-			}
-		case quorum.VoteLost:
-			// Stay at this term: a pre-candidate never entered a new one and
-			// a candidate has persisted its vote.
-			r.becomeFollower(r.Term, None)
-		}
-	case pb.MsgTimeoutNow:
-		r.logger.Debug("raft: ignoring MsgTimeoutNow as candidate", "from", m.From)
-	}
-	return nil
-}
-
+// stepFollower handles a message as a follower: it forwards requests to
+// the leader and accepts the leader's appends, heartbeats and snapshots.
 func stepFollower(r *raft, m pb.Message) error {
 	switch m.Type {
 	case pb.MsgProp:
@@ -1144,148 +700,8 @@ func stepFollower(r *raft, m pb.Message) error {
 	return nil
 }
 
-func (r *raft) handleAppendEntries(m pb.Message) {
-	if m.Index < r.raftLog.committed {
-		// Everything up to our commit index matches the leader's log.
-		r.send(pb.Message{To: m.From, Type: pb.MsgAppResp, Index: r.raftLog.committed})
-		return
-	}
-	if last, ok := r.raftLog.maybeAppend(m.Index, m.LogTerm, m.Commit, m.Entries); ok {
-		r.send(pb.Message{To: m.From, Type: pb.MsgAppResp, Index: last})
-		return
-	}
-	// Mismatch: tell the leader the last index at or before m.Index whose
-	// term is at most m.LogTerm, so it can skip whole terms.
-	hintIndex := min(m.Index, r.raftLog.lastIndex())
-	hintIndex, hintTerm := r.raftLog.findConflictByTerm(hintIndex, m.LogTerm)
-	r.send(pb.Message{
-		To:         m.From,
-		Type:       pb.MsgAppResp,
-		Index:      m.Index,
-		Reject:     true,
-		RejectHint: hintIndex,
-		LogTerm:    hintTerm,
-	})
-}
-
-func (r *raft) handleHeartbeat(m pb.Message) {
-	r.raftLog.commitTo(m.Commit)
-	// Echo the leader's lease clock so it knows when our promise began.
-	r.send(pb.Message{To: m.From, Type: pb.MsgHeartbeatResp, Context: m.Context, Index: m.Index})
-}
-
-func (r *raft) handleSnapshot(m pb.Message) {
-	if m.Snapshot == nil {
-		r.logger.Error("raft: MsgSnap without a snapshot; ignoring", "from", m.From)
-		return
-	}
-	s := *m.Snapshot
-	if r.restore(s) {
-		r.logger.Info("raft: restored snapshot", "index", s.Metadata.Index, "term", s.Metadata.Term)
-		r.send(pb.Message{To: m.From, Type: pb.MsgAppResp, Index: r.raftLog.lastIndex()})
-	} else {
-		r.send(pb.Message{To: m.From, Type: pb.MsgAppResp, Index: r.raftLog.committed})
-	}
-}
-
-// restore installs snapshot s if it is newer than what we have committed.
-// It reports whether the log was replaced.
-func (r *raft) restore(s pb.Snapshot) bool {
-	if s.Metadata.Index <= r.raftLog.committed {
-		return false
-	}
-	if r.state != StateFollower {
-		// Leaders and candidates hand MsgSnap over only after becoming
-		// followers; anything else is a misrouted message.
-		r.logger.Error("raft: ignoring snapshot received while not follower", "state", r.state)
-		return false
-	}
-	// The snapshot's configuration need not include this member: a member
-	// added after the snapshot was taken learns of its own addition from
-	// the log that follows it.
-	cs := s.Metadata.ConfState
-	if r.raftLog.matchTerm(s.Metadata.Index, s.Metadata.Term) {
-		// We have the entry: just fast-forward the commit index.
-		r.raftLog.commitTo(s.Metadata.Index)
-		return false
-	}
-	// Build the configuration before touching the log, so that a snapshot
-	// with a broken one is refused whole.
-	trk := tracker.MakeProgressTracker(r.trk.MaxInflight, r.trk.MaxInflightBytes)
-	cfg, prs, err := confchange.Restore(confchange.Changer{Tracker: trk, LastIndex: s.Metadata.Index}, cs)
-	if err != nil {
-		r.logger.Error("raft: refusing snapshot with an invalid configuration", "index", s.Metadata.Index, "err", err)
-		return false
-	}
-	r.raftLog.restore(s)
-	r.trk = trk
-	r.switchToConfig(cfg, prs)
-	return true
-}
-
-// promotable reports whether this member may campaign: it is a voter, and
-// no snapshot is being installed.
-func (r *raft) promotable() bool {
-	pr := r.trk.Progress[r.id]
-	return pr != nil && !pr.IsLearner && !r.raftLog.hasNextOrInProgressSnapshot()
-}
-
-// applyConfChange applies a committed conf change to the tracker.
-func (r *raft) applyConfChange(cc pb.ConfChangeV2) (pb.ConfState, error) {
-	changer := confchange.Changer{Tracker: r.trk, LastIndex: r.raftLog.lastIndex()}
-	var cfg tracker.Config
-	var prs tracker.ProgressMap
-	var err error
-	if cc.LeaveJoint() {
-		cfg, prs, err = changer.LeaveJoint()
-	} else if autoLeave, ok := cc.EnterJoint(); ok {
-		cfg, prs, err = changer.EnterJoint(autoLeave, cc.Changes...)
-	} else {
-		cfg, prs, err = changer.Simple(cc.Changes...)
-	}
-	if err != nil {
-		return r.trk.ConfState(), err
-	}
-	return r.switchToConfig(cfg, prs), nil
-}
-
-// switchToConfig installs a configuration and reacts to it: a leader that is
-// no longer a voter steps down, commitment may advance (fewer voters), and
-// new members are probed.
-func (r *raft) switchToConfig(cfg tracker.Config, prs tracker.ProgressMap) pb.ConfState {
-	r.trk.SetConfig(cfg, prs)
-	r.logger.Info("raft: switched configuration", "config", r.trk.Config.String())
-	cs := r.trk.ConfState()
-	pr, ok := r.trk.Progress[r.id]
-	r.isLearner = ok && pr.IsLearner
-	if r.state != StateLeader {
-		return cs
-	}
-	if !r.trk.IsVoter(r.id) {
-		// A leader removed from (or demoted out of) the voters stops leading
-		// once the change is applied; the remaining voters elect a new one.
-		r.logger.Info("raft: leader is no longer a voter; stepping down")
-		r.becomeFollower(r.Term, None)
-		return cs
-	}
-	if len(cs.Voters) == 0 {
-		return cs
-	}
-	if r.maybeCommit() {
-		r.bcastAppend()
-	} else {
-		r.trk.Visit(func(id uint64, _ *tracker.Progress) {
-			if id != r.id {
-				r.maybeSendAppend(id, false)
-			}
-		})
-	}
-	if r.leadTransferee != None && !r.trk.IsVoter(r.leadTransferee) {
-		r.abortLeaderTransfer()
-	}
-	return cs
-}
-
+// loadState restores term, vote and commit index from storage, checking
+// that the commit index lies within the log.
 func (r *raft) loadState(hs pb.HardState) error {
 	if hs.Commit < r.raftLog.committed || hs.Commit > r.raftLog.lastIndex() {
 		return fmt.Errorf("raft: stored commit index %d is outside the log [%d, %d]; storage is corrupt or truncated",
@@ -1311,20 +727,3 @@ func (r *raft) appliedTo(index uint64) {
 		}
 	}
 }
-
-// pastElectionTimeout reports whether the randomized timeout has elapsed.
-func (r *raft) pastElectionTimeout() bool {
-	return r.electionElapsed >= r.randomizedElectionTimeout
-}
-
-func (r *raft) resetRandomizedElectionTimeout() {
-	r.randomizedElectionTimeout = r.electionTimeout + r.rng.IntN(r.electionTimeout)
-}
-
-func (r *raft) sendTimeoutNow(to uint64) {
-	// The transferee's forced campaign ignores follower leases.
-	r.leaseRevoked = true
-	r.send(pb.Message{To: to, Type: pb.MsgTimeoutNow})
-}
-
-func (r *raft) abortLeaderTransfer() { r.leadTransferee = None }

@@ -47,6 +47,7 @@ type Ready struct {
 	MustSync bool
 }
 
+// isHardStateEqual reports whether two hard states are the same.
 func isHardStateEqual(a, b pb.HardState) bool { return a == b }
 
 // IsEmptyHardState reports whether st is the zero HardState.
@@ -150,6 +151,8 @@ func (rn *RawNode) Ready() Ready {
 	return rd
 }
 
+// readyWithoutAccept builds the next Ready without handing it over, so
+// that Node can offer it until the application takes it.
 func (rn *RawNode) readyWithoutAccept() Ready {
 	r := rn.raft
 	r.flushAppends()
