@@ -3,6 +3,7 @@ package raft
 import (
 	"context"
 	"errors"
+	"sync"
 
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
@@ -50,6 +51,10 @@ type Node interface {
 	// Stop stops the goroutine and waits for it to exit.
 	Stop()
 }
+
+// resultChans recycles the channels on which proposals wait for their
+// Step result; a channel of an interface type costs two allocations.
+var resultChans = sync.Pool{New: func() any { return make(chan error, 1) }}
 
 type msgWithResult struct {
 	m      pb.Message
@@ -238,7 +243,7 @@ func (n *node) step(ctx context.Context, m pb.Message, wait bool) error {
 	}
 	pm := msgWithResult{m: m}
 	if wait {
-		pm.result = make(chan error, 1)
+		pm.result = resultChans.Get().(chan error)
 	}
 	select {
 	case n.propc <- pm:
@@ -252,6 +257,9 @@ func (n *node) step(ctx context.Context, m pb.Message, wait bool) error {
 	}
 	select {
 	case err := <-pm.result:
+		// Emptied and no longer referenced by the node: reuse it. A channel
+		// abandoned below may still receive a late result, so it is not.
+		resultChans.Put(pm.result)
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
