@@ -1,0 +1,231 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	pb "github.com/synod-db/synod/raft/raftpb"
+)
+
+// Open opens the WAL in dir, replays it from the snapshot marker m and
+// returns it ready for appending. A torn record at the tail of the last
+// segment is cut away; any other damage is an error wrapping ErrCorrupt
+// that names the file and offset.
+func Open(dir string, m Marker, opts Options) (*WAL, *Replay, error) {
+	opts.fill()
+	fs := opts.FS
+	lock, err := fs.Lock(filepath.Join(dir, "LOCK"))
+	if err != nil {
+		return nil, nil, err
+	}
+	w := newWAL(dir, opts, lock)
+	rp, err := w.replay(m)
+	if err != nil {
+		w.closeFiles()
+		return nil, nil, err
+	}
+	w.start()
+	return w, rp, nil
+}
+
+// replay reads the segments from the one holding the marker on, and leaves
+// the last one open for appending.
+func (w *WAL) replay(m Marker) (*Replay, error) {
+	segs, err := listSegments(w.fs, w.dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(segs) == 0 {
+		return nil, fmt.Errorf("%w: %s has no segment files; create a WAL first", ErrNotFound, w.dir)
+	}
+	start := -1
+	for i, s := range segs {
+		if s.first <= m.Index {
+			start = i
+		}
+	}
+	if start < 0 {
+		return nil, fmt.Errorf("%w: the oldest segment %s starts after the snapshot at index %d; the segments it needs were removed", ErrSnapshotNotFound, segs[0].name, m.Index)
+	}
+	rp := &Replay{}
+	r := replayer{m: m, rp: rp, first: true}
+	for i := start; i < len(segs); i++ {
+		last := i == len(segs)-1
+		name := filepath.Join(w.dir, segs[i].name)
+		f, err := w.fs.OpenFile(name, os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("wal: opening %s: %w", name, err)
+		}
+		end, err := r.readSegment(f, name, last, w)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if !last {
+			f.Close()
+			continue
+		}
+		if _, err := f.Seek(end, io.SeekStart); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("wal: positioning in %s: %w", name, err)
+		}
+		w.f = f
+		w.off = end
+	}
+	if !r.found {
+		w.f.Close()
+		w.f = nil
+		return nil, fmt.Errorf("%w: no marker for the snapshot at index %d term %d in %s; the snapshot and the WAL do not belong together", ErrSnapshotNotFound, m.Index, m.Term, w.dir)
+	}
+	w.segments = segs
+	w.crc = r.crc
+	w.metadata = rp.Metadata
+	w.state = rp.HardState
+	w.lastIndex = r.lastIndex
+	if n := len(rp.Entries); n > 0 {
+		w.lastIndex = rp.Entries[n-1].Index
+	}
+	return rp, nil
+}
+
+// replayer accumulates what the segments say.
+type replayer struct {
+	m         Marker
+	rp        *Replay
+	crc       uint32
+	first     bool
+	found     bool
+	lastIndex uint64
+}
+
+// readSegment decodes one segment and returns where its records end.
+func (r *replayer) readSegment(f File, name string, last bool, w *WAL) (int64, error) {
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return 0, fmt.Errorf("wal: reading %s: %w", name, err)
+	}
+	corrupt := func(off int, format string, args ...any) error {
+		return fmt.Errorf("%w: %s at offset %d: %s; restore this member from a snapshot or another member", ErrCorrupt, name, off, fmt.Sprintf(format, args...))
+	}
+	off := 0
+	for idx := 0; ; idx++ {
+		seed := r.crc
+		if idx == 0 {
+			// The crc record carries the chain's value at the end of the
+			// previous segment; the first segment replayed is trusted.
+			prev, err := peekCRCRecord(data)
+			if err != nil {
+				return 0, corrupt(0, "%v", err)
+			}
+			if !r.first && prev != r.crc {
+				return 0, corrupt(0, "segment does not continue the previous one (chain %#x, previous ended at %#x)", prev, r.crc)
+			}
+			seed = prev
+		}
+		t, payload, size, crc, extent, err := decodeRecord(data[off:], seed)
+		if errors.Is(err, errEndOfRecords) {
+			if idx == 0 {
+				return 0, corrupt(0, "segment has no records")
+			}
+			break
+		}
+		if err != nil {
+			if last && idx > 1 && isTornTail(data, off, extent) {
+				if terr := f.Truncate(int64(off)); terr != nil {
+					return 0, fmt.Errorf("wal: cutting the torn tail of %s at offset %d: %w", name, off, terr)
+				}
+				if serr := f.Sync(); serr != nil {
+					return 0, fmt.Errorf("wal: syncing %s after repair: %w", name, serr)
+				}
+				r.rp.Repaired = int64(len(data) - off)
+				w.opts.Logger.Warn("wal: cut a torn record at the tail of the log (a crash interrupted a write)",
+					"file", name, "offset", off, "bytes", len(data)-off, "cause", err)
+				return int64(off), nil
+			}
+			return 0, corrupt(off, "%v", err)
+		}
+		if err := r.apply(t, payload, idx); err != nil {
+			return 0, corrupt(off, "%v", err)
+		}
+		r.crc = crc
+		off += size
+	}
+	r.first = false
+	return int64(off), nil
+}
+
+// peekCRCRecord returns the chain value carried by a segment's first record.
+func peekCRCRecord(data []byte) (uint32, error) {
+	if len(data) < headerSize+5 || recordType(data[headerSize]) != crcRecord {
+		return 0, errors.New("segment does not start with a crc record")
+	}
+	p := data[headerSize+1:]
+	return uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24, nil
+}
+
+// apply folds one record into the replay.
+func (r *replayer) apply(t recordType, payload []byte, idx int) error {
+	rp := r.rp
+	switch t {
+	case crcRecord:
+		if idx != 0 {
+			return errors.New("crc record in the middle of a segment")
+		}
+	case metadataRecord:
+		if rp.Metadata != nil && !bytes.Equal(rp.Metadata, payload) {
+			return errors.New("metadata differs from the earlier segments': the segments come from different members")
+		}
+		rp.Metadata = bytes.Clone(payload)
+	case stateRecord:
+		hs, err := pb.UnmarshalHardState(payload)
+		if err != nil {
+			return err
+		}
+		rp.HardState = hs
+	case snapshotRecord:
+		m, err := parseMarker(payload)
+		if err != nil {
+			return err
+		}
+		if m.Index == r.m.Index {
+			if m.Term != r.m.Term {
+				return fmt.Errorf("snapshot marker at index %d has term %d, want %d", m.Index, m.Term, r.m.Term)
+			}
+			r.found = true
+		}
+	case entryRecord:
+		var e pb.Entry
+		if err := pb.UnmarshalEntry(payload, &e); err != nil {
+			return err
+		}
+		return r.addEntry(e)
+	}
+	return nil
+}
+
+// addEntry appends e to the replayed entries, replacing any entries at or
+// after its index, as raft's log truncation did when it was written.
+func (r *replayer) addEntry(e pb.Entry) error {
+	r.lastIndex = e.Index
+	if e.Index <= r.m.Index {
+		return nil
+	}
+	ents := r.rp.Entries
+	switch {
+	case len(ents) == 0:
+		if e.Index != r.m.Index+1 {
+			return fmt.Errorf("entry %d follows the snapshot at %d: entries are missing", e.Index, r.m.Index)
+		}
+	case e.Index > ents[len(ents)-1].Index+1:
+		return fmt.Errorf("entry %d follows entry %d: entries are missing", e.Index, ents[len(ents)-1].Index)
+	default:
+		ents = ents[:e.Index-(r.m.Index+1)]
+	}
+	e.Data = bytes.Clone(e.Data)
+	r.rp.Entries = append(ents, e)
+	return nil
+}
