@@ -304,3 +304,25 @@ func TestPurgeKeepsSegmentsAfterSnapshot(t *testing.T) {
 	defer w.Close()
 	checkEntries(t, rp.Entries, entries(391, 401, 1))
 }
+
+// TestReadEntries checks reading entries back from the segment files,
+// across segments and overwrites, with a size limit.
+func TestReadEntries(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, nil, testOpts())
+	mustT(t, err)
+	defer w.Close()
+	for i := uint64(1); i < 200; i += 10 {
+		mustT(t, w.Save(pb.HardState{Term: 1}, entries(i, i+10, 1), false))
+	}
+	mustT(t, w.Save(pb.HardState{Term: 2}, entries(150, 160, 2), true))
+	got, err := w.ReadEntries(100, 160, ^uint64(0))
+	mustT(t, err)
+	checkEntries(t, got, append(entries(100, 150, 1), entries(150, 160, 2)...))
+	got, err = w.ReadEntries(100, 160, 1)
+	mustT(t, err)
+	checkEntries(t, got, entries(100, 101, 1))
+	if _, err := w.ReadEntries(170, 180, ^uint64(0)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("reading overwritten-away entries: %v, want ErrUnavailable", err)
+	}
+}
