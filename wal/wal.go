@@ -463,8 +463,11 @@ func (w *WAL) cut() error {
 	return w.flushAndSync()
 }
 
-// SaveSnapshot records, durably, that a snapshot at m was saved, and lets
-// the background purge drop segments wholly before it.
+// SaveSnapshot records, durably, that a snapshot at m is being saved, so
+// that the WAL can later be replayed from it. Write the marker before the
+// snapshot file: then every snapshot file on disk has its marker, even
+// after a crash between the two. Segments are only purged once ReleaseTo
+// says the snapshot file itself is durable.
 func (w *WAL) SaveSnapshot(m Marker) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -473,17 +476,22 @@ func (w *WAL) SaveSnapshot(m Marker) error {
 	}
 	w.appendRecord(snapshotRecord, markerPayload(m))
 	w.writeSeq++
-	if err := w.waitSynced(w.writeSeq); err != nil {
-		return err
+	return w.waitSynced(w.writeSeq)
+}
+
+// ReleaseTo lets the background purge remove segments wholly before the
+// snapshot at index, whose file is durable: replay will start from it.
+func (w *WAL) ReleaseTo(index uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if index <= w.snapIndex {
+		return
 	}
-	if m.Index > w.snapIndex {
-		w.snapIndex = m.Index
-		select {
-		case w.purgeKick <- struct{}{}:
-		default:
-		}
+	w.snapIndex = index
+	select {
+	case w.purgeKick <- struct{}{}:
+	default:
 	}
-	return nil
 }
 
 // Close makes everything saved durable, stops the background goroutines

@@ -289,6 +289,10 @@ func TestPurgeKeepsSegmentsAfterSnapshot(t *testing.T) {
 	}
 	before := len(w.Segments())
 	mustT(t, w.SaveSnapshot(Marker{Index: 390, Term: 1}))
+	if got := len(w.Segments()); got != before {
+		t.Fatalf("segments purged before ReleaseTo: %d, was %d", got, before)
+	}
+	w.ReleaseTo(390)
 	// The purge runs in the background; wait (bounded) for it.
 	for i := 0; i < 2000 && len(w.Segments()) == before; i++ {
 		time.Sleep(time.Millisecond)
