@@ -100,6 +100,9 @@ type replayer struct {
 	first     bool
 	found     bool
 	lastIndex uint64
+	// pendingReplace is a later log-replacing snapshot marker; no entry may
+	// follow it in a replay that does not start from it.
+	pendingReplace *Marker
 }
 
 // readSegment decodes one segment and returns where its records end.
@@ -196,8 +199,20 @@ func (r *replayer) apply(t recordType, payload []byte, idx int) error {
 				return fmt.Errorf("snapshot marker at index %d has term %d, want %d", m.Index, m.Term, r.m.Term)
 			}
 			r.found = true
+			if m.ReplacesLog {
+				// The snapshot replaced the log: entries saved before it
+				// are gone.
+				r.rp.Entries = nil
+			}
+		} else if m.ReplacesLog && m.Index > r.m.Index {
+			// A leader's snapshot whose file is not the one replayed from:
+			// if entries follow, they continue a log this replay lacks.
+			r.pendingReplace = &m
 		}
 	case entryRecord:
+		if r.pendingReplace != nil {
+			return fmt.Errorf("entries follow the snapshot at index %d that replaced the log, but replay starts from the snapshot at %d: that snapshot file is missing or damaged", r.pendingReplace.Index, r.m.Index)
+		}
 		var e pb.Entry
 		if err := pb.UnmarshalEntry(payload, &e); err != nil {
 			return err

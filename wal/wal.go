@@ -87,6 +87,11 @@ func (o *Options) fill() {
 // it.
 type Marker struct {
 	Index, Term uint64
+	// ReplacesLog is set for a snapshot received from the leader, which
+	// replaces the whole log: entries saved before it with higher indexes
+	// are not part of the log any more. A snapshot taken locally to compact
+	// the log leaves the entries after it in place. Open ignores this field.
+	ReplacesLog bool
 }
 
 // Replay is what Open read back.
@@ -253,23 +258,27 @@ func crcPayload(crc uint32) []byte {
 }
 
 func markerPayload(m Marker) []byte {
-	b := make([]byte, 16)
+	b := make([]byte, 17)
 	for i := 0; i < 8; i++ {
 		b[i] = byte(m.Index >> (8 * i))
 		b[8+i] = byte(m.Term >> (8 * i))
+	}
+	if m.ReplacesLog {
+		b[16] = 1
 	}
 	return b
 }
 
 func parseMarker(p []byte) (Marker, error) {
-	if len(p) != 16 {
-		return Marker{}, fmt.Errorf("snapshot record of %d bytes, want 16", len(p))
+	if len(p) != 17 || p[16] > 1 {
+		return Marker{}, fmt.Errorf("snapshot record of %d bytes is malformed", len(p))
 	}
 	var m Marker
 	for i := 0; i < 8; i++ {
 		m.Index |= uint64(p[i]) << (8 * i)
 		m.Term |= uint64(p[8+i]) << (8 * i)
 	}
+	m.ReplacesLog = p[16] == 1
 	return m, nil
 }
 

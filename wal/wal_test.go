@@ -330,3 +330,25 @@ func TestReadEntries(t *testing.T) {
 		t.Fatalf("reading overwritten-away entries: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestSnapshotReplacingLog checks that a leader's snapshot marker drops the
+// entries saved before it from the replay, while a local one keeps them;
+// and that entries after a replacing marker are refused when replay
+// starts from an older snapshot (whose file would then be missing).
+func TestSnapshotReplacingLog(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, nil, testOpts())
+	mustT(t, err)
+	mustT(t, w.Save(pb.HardState{Term: 1}, entries(1, 50, 1), true))
+	mustT(t, w.SaveSnapshot(Marker{Index: 20, Term: 1}))
+	mustT(t, w.SaveSnapshot(Marker{Index: 100, Term: 3, ReplacesLog: true}))
+	mustT(t, w.Save(pb.HardState{Term: 3}, entries(101, 110, 3), true))
+	mustT(t, w.Close())
+	w, rp, err := Open(dir, Marker{Index: 100, Term: 3}, testOpts())
+	mustT(t, err)
+	checkEntries(t, rp.Entries, entries(101, 110, 3))
+	mustT(t, w.Close())
+	if _, _, err := Open(dir, Marker{Index: 20, Term: 1}, testOpts()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("replay from before a replacing snapshot with entries after it: %v, want ErrCorrupt", err)
+	}
+}
