@@ -1,0 +1,249 @@
+package logstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/synod-db/synod/raft"
+	pb "github.com/synod-db/synod/raft/raftpb"
+	"github.com/synod-db/synod/wal"
+)
+
+var errNoSnap = errors.New("no snapshot")
+
+// memSnaps keeps snapshots in memory, standing in for package snap.
+type memSnaps struct {
+	meta pb.SnapshotMetadata
+	data []byte
+	has  bool
+}
+
+func (m *memSnaps) SaveFrom(meta pb.SnapshotMetadata, r io.Reader) error {
+	d, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	m.meta, m.data, m.has = meta, d, true
+	return nil
+}
+
+func (m *memSnaps) LoadNewest() (pb.SnapshotMetadata, io.ReadCloser, error) {
+	if !m.has {
+		return pb.SnapshotMetadata{}, nil, errNoSnap
+	}
+	return m.meta, io.NopCloser(bytes.NewReader(m.data)), nil
+}
+
+func opts(cache uint64) Options {
+	l := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return Options{
+		WAL:          wal.Options{SegmentSize: 8 << 10, Logger: l},
+		CacheBytes:   cache,
+		IsNoSnapshot: func(err error) bool { return errors.Is(err, errNoSnap) },
+		Logger:       l,
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ents(lo, hi, term uint64) []pb.Entry {
+	var out []pb.Entry
+	for i := lo; i < hi; i++ {
+		out = append(out, pb.Entry{Index: i, Term: term, Data: []byte(fmt.Sprintf("data-%d-%d", i, term))})
+	}
+	return out
+}
+
+func checkRange(t testing.TB, s *Store, lo, hi uint64, want []pb.Entry) {
+	t.Helper()
+	got, err := s.Entries(lo, hi, ^uint64(0))
+	must(t, err)
+	if len(got) != len(want) {
+		t.Fatalf("Entries(%d, %d): %d entries, want %d", lo, hi, len(got), len(want))
+	}
+	for i := range got {
+		if got[i].Index != want[i].Index || got[i].Term != want[i].Term || !bytes.Equal(got[i].Data, want[i].Data) {
+			t.Fatalf("Entries(%d, %d)[%d] = %d/%d %q, want %d/%d %q", lo, hi, i, got[i].Index, got[i].Term, got[i].Data, want[i].Index, want[i].Term, want[i].Data)
+		}
+		term, err := s.Term(got[i].Index)
+		must(t, err)
+		if term != want[i].Term {
+			t.Fatalf("Term(%d) = %d, want %d", got[i].Index, term, want[i].Term)
+		}
+	}
+}
+
+// TestRestartKeepsLogAndState checks that a store reopened from disk has
+// the hard state and entries saved before, including overwrites.
+func TestRestartKeepsLogAndState(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	snaps := &memSnaps{}
+	s, meta, err := Open(dir, snaps, []byte("ids"), opts(0))
+	must(t, err)
+	if string(meta) != "ids" {
+		t.Fatalf("metadata %q", meta)
+	}
+	must(t, s.Save(pb.HardState{Term: 1, Commit: 5}, ents(1, 100, 1), true))
+	must(t, s.Save(pb.HardState{Term: 2, Vote: 3, Commit: 60}, ents(70, 90, 2), true))
+	must(t, s.Close())
+	s, meta, err = Open(dir, snaps, nil, opts(0))
+	must(t, err)
+	defer s.Close()
+	hs, _, _ := s.InitialState()
+	if hs != (pb.HardState{Term: 2, Vote: 3, Commit: 60}) || string(meta) != "ids" {
+		t.Fatalf("after restart: hard state %+v metadata %q", hs, meta)
+	}
+	if last, _ := s.LastIndex(); last != 89 {
+		t.Fatalf("last index %d, want 89", last)
+	}
+	checkRange(t, s, 1, 90, append(ents(1, 70, 1), ents(70, 90, 2)...))
+	if _, err := s.Entries(1, 91, ^uint64(0)); !errors.Is(err, raft.ErrUnavailable) {
+		t.Fatalf("entries beyond the end: %v", err)
+	}
+}
+
+// TestCacheIsBoundedAndOldEntriesComeFromWAL checks that memory holds at
+// most CacheBytes of entries and older ones are read from the WAL files.
+func TestCacheIsBoundedAndOldEntriesComeFromWAL(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	s, _, err := Open(dir, &memSnaps{}, nil, opts(1000))
+	must(t, err)
+	defer s.Close()
+	var all []pb.Entry
+	for i := uint64(1); i <= 1000; i += 50 {
+		e := ents(i, i+50, 1)
+		all = append(all, e...)
+		must(t, s.Save(pb.HardState{Term: 1}, e, true))
+	}
+	s.mu.Lock()
+	cached, bytesCached := len(s.cache), s.cacheBytes
+	s.mu.Unlock()
+	if bytesCached > 1000 || cached == len(all) {
+		t.Fatalf("cache holds %d entries, %d bytes; want at most 1000 bytes", cached, bytesCached)
+	}
+	checkRange(t, s, 1, 1001, all)
+	checkRange(t, s, 500, 520, all[499:519])
+	got, err := s.Entries(1, 1001, 30)
+	must(t, err)
+	// Payloads are 8 bytes: three fit in 30.
+	if len(got) != 3 {
+		t.Fatalf("size-limited read returned %d entries, want 3", len(got))
+	}
+}
+
+// TestCreateSnapshotCompacts checks that a local snapshot compacts the log
+// but keeps the entries after it, also across a restart.
+func TestCreateSnapshotCompacts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	snaps := &memSnaps{}
+	s, _, err := Open(dir, snaps, nil, opts(0))
+	must(t, err)
+	must(t, s.Save(pb.HardState{Term: 1, Commit: 80}, ents(1, 100, 1), true))
+	cs := pb.ConfState{Voters: []uint64{1, 2, 3}}
+	must(t, s.CreateSnapshot(pb.SnapshotMetadata{Index: 80, Term: 1, ConfState: cs}, bytes.NewReader([]byte("state@80"))))
+	if first, _ := s.FirstIndex(); first != 81 {
+		t.Fatalf("first index %d, want 81", first)
+	}
+	if _, err := s.Entries(50, 90, ^uint64(0)); !errors.Is(err, raft.ErrCompacted) {
+		t.Fatalf("compacted entries: %v, want ErrCompacted", err)
+	}
+	if term, err := s.Term(80); err != nil || term != 1 {
+		t.Fatalf("Term at the snapshot: %d, %v", term, err)
+	}
+	must(t, s.Close())
+	s, _, err = Open(dir, snaps, nil, opts(0))
+	must(t, err)
+	defer s.Close()
+	_, gotCS, _ := s.InitialState()
+	if gotCS.Equivalent(cs) != nil {
+		t.Fatalf("conf state after restart %+v", gotCS)
+	}
+	checkRange(t, s, 81, 100, ents(81, 100, 1))
+}
+
+// TestApplySnapshotReplacesLog checks that a leader's snapshot replaces the
+// log, also across a restart: stale entries never come back.
+func TestApplySnapshotReplacesLog(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	snaps := &memSnaps{}
+	s, _, err := Open(dir, snaps, nil, opts(0))
+	must(t, err)
+	must(t, s.Save(pb.HardState{Term: 1, Commit: 10}, ents(1, 200, 1), true))
+	must(t, s.ApplySnapshot(pb.SnapshotMetadata{Index: 150, Term: 4}, bytes.NewReader([]byte("leader"))))
+	must(t, s.Save(pb.HardState{Term: 4, Commit: 150}, nil, true))
+	if last, _ := s.LastIndex(); last != 150 {
+		t.Fatalf("last after snapshot %d, want 150", last)
+	}
+	must(t, s.Save(pb.HardState{Term: 4, Commit: 152}, ents(151, 153, 4), true))
+	must(t, s.Close())
+	s, _, err = Open(dir, snaps, nil, opts(0))
+	must(t, err)
+	defer s.Close()
+	if last, _ := s.LastIndex(); last != 152 {
+		t.Fatalf("last after restart %d, want 152", last)
+	}
+	checkRange(t, s, 151, 153, ents(151, 153, 4))
+	if err := s.CreateSnapshot(pb.SnapshotMetadata{Index: 100, Term: 1}, bytes.NewReader(nil)); !errors.Is(err, raft.ErrSnapOutOfDate) {
+		t.Fatalf("older snapshot: %v, want ErrSnapOutOfDate", err)
+	}
+}
+
+// TestRaftRestartsFromDisk runs a single-voter raft member on the store,
+// then restarts it from disk and checks it keeps its log and leads again.
+func TestRaftRestartsFromDisk(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	snaps := &memSnaps{}
+	s, _, err := Open(dir, snaps, nil, opts(2000))
+	must(t, err)
+	// Seed the configuration as a snapshot, as a bootstrapped member would.
+	must(t, s.ApplySnapshot(pb.SnapshotMetadata{Index: 1, Term: 1, ConfState: pb.ConfState{Voters: []uint64{1}}}, bytes.NewReader(nil)))
+	applied := uint64(1)
+	run := func(s *Store, proposals int) {
+		rn, err := raft.NewRawNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: s, Applied: applied,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		must(t, err)
+		must(t, rn.Campaign())
+		proposed := 0
+		for i := 0; i < 100000 && (proposed < proposals || rn.HasReady()); i++ {
+			if proposed < proposals && rn.BasicStatus().RaftState == raft.StateLeader {
+				must(t, rn.Propose([]byte(fmt.Sprintf("p%d", proposed))))
+				proposed++
+			}
+			if !rn.HasReady() {
+				continue
+			}
+			rd := rn.Ready()
+			must(t, s.Save(rd.HardState, rd.Entries, rd.MustSync))
+			for _, e := range rd.CommittedEntries {
+				applied = e.Index
+			}
+			rn.Advance(rd)
+		}
+	}
+	run(s, 300)
+	before := applied
+	must(t, s.Close())
+	s, _, err = Open(dir, snaps, nil, opts(2000))
+	must(t, err)
+	defer s.Close()
+	run(s, 10)
+	if applied != before+11 {
+		t.Fatalf("applied %d after restart and 10 proposals (plus the new term's entry), want %d", applied, before+11)
+	}
+	// The log from before the restart is still readable.
+	got, err := s.Entries(2, 12, ^uint64(0))
+	must(t, err)
+	if len(got) != 10 || string(got[1].Data) != "p0" {
+		t.Fatalf("entries after restart: %d, second %q", len(got), got[1].Data)
+	}
+}
