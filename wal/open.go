@@ -85,9 +85,18 @@ func (w *WAL) replay(m Marker) (*Replay, error) {
 	w.crc = r.crc
 	w.metadata = rp.Metadata
 	w.state = rp.HardState
-	w.lastIndex = r.lastIndex
+	// The log ends at the last entry after the marker, or at the marker:
+	// entries before it may end earlier (a leader's snapshot past them).
+	w.lastIndex = max(r.lastIndex, m.Index)
 	if n := len(rp.Entries); n > 0 {
 		w.lastIndex = rp.Entries[n-1].Index
+	}
+	if r.pendingReplace != nil {
+		// A leader's snapshot was marked but its file never saved (a crash
+		// between the two): it is void, and the member goes on from m.
+		// Record m again so that the entries it appends next are not taken
+		// for entries following the void snapshot.
+		w.appendRecord(snapshotRecord, markerPayload(Marker{Index: m.Index, Term: m.Term}))
 	}
 	return rp, nil
 }
@@ -134,20 +143,21 @@ func (r *replayer) readSegment(f File, name string, last bool, w *WAL) (int64, e
 			if idx == 0 {
 				return 0, corrupt(0, "segment has no records")
 			}
+			if !allZero(data[off:]) {
+				// Data after the end of the records: unsynced pages that
+				// reached the disk out of order. In the last segment that
+				// is a torn tail; anywhere else, damage.
+				if !last {
+					return 0, corrupt(off, "data follows the end of the records")
+				}
+				err = fmt.Errorf("%w: data follows an empty record header", errTorn)
+				return r.cutTail(f, name, data, off, err, w)
+			}
 			break
 		}
 		if err != nil {
 			if last && idx > 1 && isTornTail(data, off, extent) {
-				if terr := f.Truncate(int64(off)); terr != nil {
-					return 0, fmt.Errorf("wal: cutting the torn tail of %s at offset %d: %w", name, off, terr)
-				}
-				if serr := f.Sync(); serr != nil {
-					return 0, fmt.Errorf("wal: syncing %s after repair: %w", name, serr)
-				}
-				r.rp.Repaired = int64(len(data) - off)
-				w.opts.Logger.Warn("wal: cut a torn record at the tail of the log (a crash interrupted a write)",
-					"file", name, "offset", off, "bytes", len(data)-off, "cause", err)
-				return int64(off), nil
+				return r.cutTail(f, name, data, off, err, w)
 			}
 			return 0, corrupt(off, "%v", err)
 		}
@@ -158,6 +168,21 @@ func (r *replayer) readSegment(f File, name string, last bool, w *WAL) (int64, e
 		off += size
 	}
 	r.first = false
+	return int64(off), nil
+}
+
+// cutTail truncates the last segment at off, where a write interrupted by
+// a crash left a torn tail, and logs the repair.
+func (r *replayer) cutTail(f File, name string, data []byte, off int, cause error, w *WAL) (int64, error) {
+	if err := f.Truncate(int64(off)); err != nil {
+		return 0, fmt.Errorf("wal: cutting the torn tail of %s at offset %d: %w", name, off, err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("wal: syncing %s after repair: %w", name, err)
+	}
+	r.rp.Repaired = int64(len(data) - off)
+	w.opts.Logger.Warn("wal: cut a torn record at the tail of the log (a crash interrupted a write)",
+		"file", name, "offset", off, "bytes", len(data)-off, "cause", cause)
 	return int64(off), nil
 }
 
@@ -194,6 +219,12 @@ func (r *replayer) apply(t recordType, payload []byte, idx int) error {
 		if err != nil {
 			return err
 		}
+		if r.pendingReplace != nil && m.Index < r.pendingReplace.Index {
+			// Only Open writes a marker older than one before it: the
+			// replacing snapshot was void, the member restarted from an
+			// older one and went on with its log (see replay).
+			r.pendingReplace = nil
+		}
 		if m.Index == r.m.Index {
 			if m.Term != r.m.Term {
 				return fmt.Errorf("snapshot marker at index %d has term %d, want %d", m.Index, m.Term, r.m.Term)
@@ -227,6 +258,8 @@ func (r *replayer) apply(t recordType, payload []byte, idx int) error {
 func (r *replayer) addEntry(e pb.Entry) error {
 	r.lastIndex = e.Index
 	if e.Index <= r.m.Index {
+		// It replaced the entries after it, all of those replayed so far.
+		r.rp.Entries = nil
 		return nil
 	}
 	ents := r.rp.Entries

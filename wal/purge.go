@@ -26,9 +26,10 @@ func (w *WAL) purge() {
 	w.mu.Lock()
 	// Open(marker) starts at the last segment whose first index is at most
 	// the snapshot index; everything before that one is covered.
+	snapIndex := w.snapIndex // ReleaseTo changes it under mu
 	keepFrom := 0
 	for i, s := range w.segments {
-		if s.first <= w.snapIndex {
+		if s.first <= snapIndex {
 			keepFrom = i
 		}
 	}
@@ -52,5 +53,5 @@ func (w *WAL) purge() {
 	w.mu.Lock()
 	w.segments = w.segments[removed:]
 	w.mu.Unlock()
-	w.opts.Logger.Info("wal: purged segments before the snapshot", "removed", removed, "snapshot", w.snapIndex)
+	w.opts.Logger.Info("wal: purged segments before the snapshot", "removed", removed, "snapshot", snapIndex)
 }

@@ -189,9 +189,16 @@ func Create(dir string, metadata []byte, opts Options) (*WAL, error) {
 	w := newWAL(dir, opts, lock)
 	w.metadata = bytes.Clone(metadata)
 	name := segmentName(0, 0)
-	f, err := fs.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	// The first segment is written under a temporary name (one the
+	// pipeline reuses, so a crash leaves no litter) and renamed once its
+	// head is durable: a crash during Create leaves no segment, or a
+	// complete one.
+	tmp := filepath.Join(dir, "0.wal.tmp")
+	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
 	if err == nil {
-		err = f.Preallocate(opts.SegmentSize)
+		if err = f.Preallocate(opts.SegmentSize); err != nil {
+			f.Close()
+		}
 	}
 	if err != nil {
 		lock.Close()
@@ -206,6 +213,10 @@ func Create(dir string, metadata []byte, opts Options) (*WAL, error) {
 	if err := w.flushAndSync(); err != nil {
 		w.closeFiles()
 		return nil, err
+	}
+	if err := fs.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		w.closeFiles()
+		return nil, fmt.Errorf("wal: installing the first segment in %s: %w", dir, err)
 	}
 	if err := fs.SyncDir(dir); err != nil {
 		w.closeFiles()
@@ -444,8 +455,28 @@ func (w *WAL) cut() error {
 		return w.err
 	}
 	last := w.segments[len(w.segments)-1]
-	seg := segment{seq: last.seq + 1, first: w.lastIndex + 1}
+	// After an overwrite lastIndex may be below the previous segment's
+	// first index; names stay ordered (replay only needs first to exceed
+	// the last index at the time of the cut).
+	seg := segment{seq: last.seq + 1, first: max(w.lastIndex+1, last.first)}
 	seg.name = segmentName(seg.seq, seg.first)
+	// The new segment's head is written and synced while the file is still
+	// temporary: once it has a segment's name, a crash may tear its tail,
+	// never its head.
+	head, crc := appendRecord(nil, w.crc, crcRecord, crcPayload(w.crc))
+	head, crc = appendRecord(head, crc, metadataRecord, w.metadata)
+	if !w.state.IsEmpty() {
+		head, crc = appendRecord(head, crc, stateRecord, pb.AppendHardState(nil, w.state))
+	}
+	_, err = next.f.Write(head)
+	if err == nil {
+		err = next.f.Sync()
+	}
+	if err != nil {
+		next.f.Close()
+		w.fail(fmt.Errorf("wal: writing the head of segment %s: %w", seg.name, err))
+		return w.err
+	}
 	if err := w.fs.Rename(next.name, filepath.Join(w.dir, seg.name)); err != nil {
 		next.f.Close()
 		w.fail(fmt.Errorf("wal: installing segment %s: %w", seg.name, err))
@@ -461,15 +492,9 @@ func (w *WAL) cut() error {
 	}
 	w.f = next.f
 	w.segments = append(w.segments, seg)
-	w.off = 0
-	w.appendRecord(crcRecord, crcPayload(w.crc))
-	w.appendRecord(metadataRecord, w.metadata)
-	if !w.state.IsEmpty() {
-		w.appendRecord(stateRecord, pb.AppendHardState(nil, w.state))
-	}
-	// The new segment's head is synced at once: a crash may tear a
-	// segment's tail, never its head.
-	return w.flushAndSync()
+	w.off = int64(len(head))
+	w.crc = crc
+	return nil
 }
 
 // SaveSnapshot records, durably, that a snapshot at m is being saved, so
@@ -484,6 +509,12 @@ func (w *WAL) SaveSnapshot(m Marker) error {
 		return err
 	}
 	w.appendRecord(snapshotRecord, markerPayload(m))
+	if m.ReplacesLog {
+		// The log now ends at the snapshot, possibly past the last entry:
+		// segments cut from here on must be named after it, or replay
+		// from it would start past its marker.
+		w.lastIndex = m.Index
+	}
 	w.writeSeq++
 	return w.waitSynced(w.writeSeq)
 }

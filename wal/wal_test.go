@@ -352,3 +352,37 @@ func TestSnapshotReplacingLog(t *testing.T) {
 		t.Fatalf("replay from before a replacing snapshot with entries after it: %v, want ErrCorrupt", err)
 	}
 }
+
+// TestDataAfterEndOfRecords checks that bytes after a zero header are not
+// silently ignored: cut (and logged) as a torn tail in the last segment,
+// an error in an earlier one.
+func TestDataAfterEndOfRecords(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Create(dir, nil, testOpts())
+	mustT(t, err)
+	for i := uint64(1); i < 300; i += 10 {
+		mustT(t, w.Save(pb.HardState{Term: 1}, entries(i, i+10, 1), true))
+	}
+	segs := w.Segments()
+	mustT(t, w.Close())
+	stray := append(make([]byte, 64), []byte("stray unsynced page")...)
+	appendTo := func(name string) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_APPEND|os.O_WRONLY, 0)
+		mustT(t, err)
+		_, err = f.Write(stray)
+		mustT(t, err)
+		mustT(t, f.Close())
+	}
+	appendTo(segs[len(segs)-1])
+	w, rp, err := Open(dir, Marker{}, testOpts())
+	mustT(t, err)
+	if rp.Repaired != int64(len(stray)) {
+		t.Fatalf("repaired %d bytes, want %d", rp.Repaired, len(stray))
+	}
+	checkEntries(t, rp.Entries, entries(1, 301, 1))
+	mustT(t, w.Close())
+	appendTo(segs[0])
+	if _, _, err := Open(dir, Marker{}, testOpts()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("data after the records of an earlier segment: %v, want ErrCorrupt", err)
+	}
+}
