@@ -217,9 +217,7 @@ func TestMissingSegmentIsAnError(t *testing.T) {
 	dir := t.TempDir()
 	w, err := Create(dir, nil, testOpts())
 	mustT(t, err)
-	for i := uint64(1); i < 300; i += 10 {
-		mustT(t, w.Save(pb.HardState{Term: 1}, entries(i, i+10, 1), true))
-	}
+	saveInBatches(t, w, 300)
 	segs := w.Segments()
 	mustT(t, w.Close())
 	if len(segs) < 3 {
@@ -238,9 +236,7 @@ func TestSegmentsFromAnotherMemberRefused(t *testing.T) {
 	for _, dir := range []string{a, b} {
 		w, err := Create(dir, []byte(dir), testOpts())
 		mustT(t, err)
-		for i := uint64(1); i < 300; i += 10 {
-			mustT(t, w.Save(pb.HardState{Term: 1}, entries(i, i+10, 1), true))
-		}
+		saveInBatches(t, w, 300)
 		mustT(t, w.Close())
 	}
 	segs, err := listSegments(OSFS{}, a)
@@ -284,9 +280,7 @@ func TestPurgeKeepsSegmentsAfterSnapshot(t *testing.T) {
 	opts := Options{SegmentSize: 4096, MaxSegments: 2, Logger: quiet()}
 	w, err := Create(dir, nil, opts)
 	mustT(t, err)
-	for i := uint64(1); i < 400; i += 10 {
-		mustT(t, w.Save(pb.HardState{Term: 1}, entries(i, i+10, 1), true))
-	}
+	saveInBatches(t, w, 400)
 	before := len(w.Segments())
 	mustT(t, w.SaveSnapshot(Marker{Index: 390, Term: 1}))
 	if got := len(w.Segments()); got != before {
@@ -360,9 +354,7 @@ func TestDataAfterEndOfRecords(t *testing.T) {
 	dir := t.TempDir()
 	w, err := Create(dir, nil, testOpts())
 	mustT(t, err)
-	for i := uint64(1); i < 300; i += 10 {
-		mustT(t, w.Save(pb.HardState{Term: 1}, entries(i, i+10, 1), true))
-	}
+	saveInBatches(t, w, 300)
 	segs := w.Segments()
 	mustT(t, w.Close())
 	stray := append(make([]byte, 64), []byte("stray unsynced page")...)
@@ -384,5 +376,14 @@ func TestDataAfterEndOfRecords(t *testing.T) {
 	appendTo(segs[0])
 	if _, _, err := Open(dir, Marker{}, testOpts()); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("data after the records of an earlier segment: %v, want ErrCorrupt", err)
+	}
+}
+
+// saveInBatches saves entries [1, n] of term 1 in synced batches of ten,
+// so that small segments roll between them.
+func saveInBatches(t testing.TB, w *WAL, n uint64) {
+	t.Helper()
+	for i := uint64(1); i < n; i += 10 {
+		mustT(t, w.Save(pb.HardState{Term: 1}, entries(i, i+10, 1), true))
 	}
 }
