@@ -1,0 +1,75 @@
+package mvcc
+
+import (
+	"fmt"
+	"testing"
+)
+
+// BenchmarkPut measures one Put (one revision, one batch) into stores of
+// growing key counts and history lengths: the cost must stay flat.
+func BenchmarkPut(b *testing.B) {
+	for _, keys := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			s, _ := openTest(b)
+			val := make([]byte, 128)
+			for i := 0; i < keys; i++ {
+				s.Put(0, []byte(fmt.Sprintf("key/%08d", i)), val, 0, PutOptions{})
+			}
+			kbuf := make([][]byte, keys)
+			for i := range kbuf {
+				kbuf[i] = []byte(fmt.Sprintf("key/%08d", i))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := s.Put(uint64(i+1), kbuf[i%keys], val, 0, PutOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRange reads one key, and a 10-key prefix, from a store where
+// every key has a long history; the cost must not depend on the history.
+func BenchmarkRange(b *testing.B) {
+	for _, history := range []int{1, 100} {
+		s, _ := openTest(b)
+		val := make([]byte, 128)
+		for h := 0; h < history; h++ {
+			s.Write(0, func(tx *WriteTxn) error {
+				for i := 0; i < 1000; i++ {
+					tx.Put([]byte(fmt.Sprintf("key/%04d", i)), val, 0, PutOptions{})
+				}
+				return nil
+			})
+		}
+		b.Run(fmt.Sprintf("single/history=%d", history), func(b *testing.B) {
+			key := []byte("key/0500")
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if res, err := s.Range(key, nil, RangeOptions{}); err != nil || len(res.KVs) != 1 {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("prefix10/history=%d", history), func(b *testing.B) {
+			key, end := []byte("key/050"), []byte("key/051")
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if res, err := s.Range(key, end, RangeOptions{}); err != nil || len(res.KVs) != 10 {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("oldrev/history=%d", history), func(b *testing.B) {
+			key := []byte("key/0500")
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if res, err := s.Range(key, nil, RangeOptions{Rev: 2}); err != nil || len(res.KVs) != 1 {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

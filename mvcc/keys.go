@@ -1,0 +1,182 @@
+package mvcc
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Layout of the Pebble key space (see the package documentation).
+const (
+	prefixRev   = 'r' // r<main 8B BE><sub 8B BE> -> record
+	prefixKey   = 'k' // k<escaped key>\x00\x01<main><sub> -> record
+	prefixKeyHi = 'l' // first byte after the k/ space
+)
+
+var (
+	metaRev       = []byte("m/rev")
+	metaCompacted = []byte("m/compacted")
+	metaConsIndex = []byte("m/consistent_index")
+)
+
+// revision is a (main, sub) revision pair.
+type revision struct {
+	main, sub int64
+}
+
+func (a revision) less(b revision) bool {
+	return a.main < b.main || (a.main == b.main && a.sub < b.sub)
+}
+
+func appendRev(dst []byte, r revision) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(r.main))
+	return binary.BigEndian.AppendUint64(dst, uint64(r.sub))
+}
+
+func decodeRev(b []byte) revision {
+	return revision{int64(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint64(b[8:]))}
+}
+
+// revKey returns the r/ key of a revision.
+func revKey(r revision) []byte {
+	return appendRev(append(make([]byte, 0, 17), prefixRev), r)
+}
+
+// keyPrefix returns k + escape(key) + terminator: the common prefix of all
+// versions of key in the k/ space. Escaping (0x00 -> 0x00 0xff, terminator
+// 0x00 0x01) keeps the byte order of user keys and makes the prefix unique.
+func keyPrefix(key []byte) []byte {
+	b := make([]byte, 0, len(key)+2+2+16)
+	b = append(b, prefixKey)
+	b = appendEscaped(b, key)
+	return append(b, 0x00, 0x01)
+}
+
+func appendEscaped(b, key []byte) []byte {
+	for _, c := range key {
+		if c == 0 {
+			b = append(b, 0x00, 0xff)
+		} else {
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// keyBound returns the k/ space bound that sorts before every version of
+// every user key >= key.
+func keyBound(key []byte) []byte {
+	return appendEscaped(append(make([]byte, 0, len(key)+1), prefixKey), key)
+}
+
+// versionKey returns the k/ key of one version of key.
+func versionKey(key []byte, r revision) []byte {
+	return appendRev(keyPrefix(key), r)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p
+// (p is a keyPrefix, which ends in 0x01, so incrementing is safe).
+func prefixEnd(p []byte) []byte {
+	e := append([]byte(nil), p...)
+	e[len(e)-1]++
+	return e
+}
+
+// splitVersionKey splits a k/ key into its key prefix (including the
+// terminator) and its revision.
+func splitVersionKey(k []byte) (prefix []byte, r revision, ok bool) {
+	if len(k) < 1+2+16 || k[0] != prefixKey {
+		return nil, revision{}, false
+	}
+	p := k[:len(k)-16]
+	if p[len(p)-2] != 0x00 || p[len(p)-1] != 0x01 {
+		return nil, revision{}, false
+	}
+	return p, decodeRev(k[len(k)-16:]), true
+}
+
+// rangeBounds turns etcd's (key, end) into k/ space iterator bounds.
+func rangeBounds(key, end []byte) (lo, hi []byte) {
+	switch {
+	case len(end) == 0:
+		p := keyPrefix(key)
+		return p, prefixEnd(p)
+	case len(end) == 1 && end[0] == 0:
+		return keyBound(key), []byte{prefixKeyHi}
+	default:
+		return keyBound(key), keyBound(end)
+	}
+}
+
+// record is the stored form of one version: a put or a tombstone.
+type record struct {
+	key       []byte
+	value     []byte
+	create    int64
+	version   int64
+	lease     int64
+	tombstone bool
+}
+
+const recTombstone = 1
+
+// encode appends the record: flags, create, version, lease (varints), key
+// length (uvarint), key, value.
+func (r *record) encode(dst []byte) []byte {
+	var flags byte
+	if r.tombstone {
+		flags |= recTombstone
+	}
+	dst = append(dst, flags)
+	dst = binary.AppendVarint(dst, r.create)
+	dst = binary.AppendVarint(dst, r.version)
+	dst = binary.AppendVarint(dst, r.lease)
+	dst = binary.AppendUvarint(dst, uint64(len(r.key)))
+	dst = append(dst, r.key...)
+	return append(dst, r.value...)
+}
+
+// decodeRecord decodes a record; key and value alias b unless copy is set.
+func decodeRecord(b []byte, copyBytes bool) (record, error) {
+	var r record
+	if len(b) < 1 {
+		return r, ErrCorrupt
+	}
+	r.tombstone = b[0]&recTombstone != 0
+	b = b[1:]
+	var n int
+	for _, p := range []*int64{&r.create, &r.version, &r.lease} {
+		*p, n = binary.Varint(b)
+		if n <= 0 {
+			return r, ErrCorrupt
+		}
+		b = b[n:]
+	}
+	kl, n := binary.Uvarint(b)
+	if n <= 0 || kl > uint64(len(b)-n) {
+		return r, ErrCorrupt
+	}
+	b = b[n:]
+	r.key, r.value = b[:kl], b[kl:]
+	if copyBytes {
+		r.key = append([]byte(nil), r.key...)
+		r.value = append([]byte(nil), r.value...)
+	}
+	return r, nil
+}
+
+// kv builds the public KeyValue of a record stored at rev.
+func (r *record) kv(rev revision, keysOnly bool) KeyValue {
+	kv := KeyValue{
+		Key:            append([]byte(nil), r.key...),
+		CreateRevision: r.create,
+		ModRevision:    rev.main,
+		Version:        r.version,
+		Lease:          r.lease,
+	}
+	if !keysOnly {
+		kv.Value = append([]byte(nil), r.value...)
+	}
+	return kv
+}
+
+var maxRev = revision{math.MaxInt64, math.MaxInt64}

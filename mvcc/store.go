@@ -1,0 +1,695 @@
+package mvcc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Store is a multi-version key space stored in one Pebble database. It is
+// safe for concurrent use: writes (Write, Put, DeleteRange, Compact,
+// Restore) are serialized; reads run concurrently with each other.
+type Store struct {
+	dir  string
+	opts Options
+
+	mu        sync.RWMutex
+	snaps     sync.WaitGroup // Snapshot streams in progress (they outlive mu)
+	db        *pebble.DB
+	rev       int64  // current revision
+	compacted int64  // compacted revision (0 if never compacted)
+	ci        uint64 // consistent index
+}
+
+// quietLogger drops Pebble's informational logs.
+type quietLogger struct{}
+
+// Infof drops the message.
+func (quietLogger) Infof(string, ...interface{}) {}
+
+// Errorf drops the message.
+func (quietLogger) Errorf(string, ...interface{}) {}
+
+// Fatalf panics: Pebble calls it only on unrecoverable corruption.
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// DefaultCacheSize is the Pebble block cache size used when
+// Options.CacheSize is 0. Pebble's own default (8 MiB) makes reads of a
+// store with some history go to disk and decompress blocks on every call.
+const DefaultCacheSize = 64 << 20
+
+// Options tune the store.
+type Options struct {
+	// CacheSize is the Pebble block cache size in bytes (0: DefaultCacheSize).
+	CacheSize int64
+}
+
+func openDB(dir string, o Options) (*pebble.DB, error) {
+	if o.CacheSize <= 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	return pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, CacheSize: o.CacheSize})
+}
+
+// Open opens (creating if needed) the store in dir with default Options.
+func Open(dir string) (*Store, error) {
+	return OpenWithOptions(dir, Options{})
+}
+
+// OpenWithOptions opens (creating if needed) the store in dir and restores
+// its revision, compaction point and consistent index.
+func OpenWithOptions(dir string, o Options) (*Store, error) {
+	if err := finishRestore(dir); err != nil {
+		return nil, err
+	}
+	db, err := openDB(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, opts: o, db: db}
+	if err := s.loadMeta(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) loadMeta() error {
+	s.rev, s.compacted, s.ci = 1, 0, 0
+	for _, m := range []struct {
+		k []byte
+		f func(uint64)
+	}{
+		{metaRev, func(v uint64) { s.rev = int64(v) }},
+		{metaCompacted, func(v uint64) { s.compacted = int64(v) }},
+		{metaConsIndex, func(v uint64) { s.ci = v }},
+	} {
+		v, c, err := s.db.Get(m.k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if len(v) != 8 {
+			c.Close()
+			return fmt.Errorf("%w: metadata %q", ErrCorrupt, m.k)
+		}
+		m.f(binary.BigEndian.Uint64(v))
+		c.Close()
+	}
+	return nil
+}
+
+func putMeta(b *pebble.Batch, k []byte, v uint64) error {
+	return b.Set(k, binary.BigEndian.AppendUint64(nil, v), nil)
+}
+
+// Close closes the store, after waiting for Snapshot streams in
+// progress. Further calls return ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	s.snaps.Wait()
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// Rev returns the current revision (1 for an empty store).
+func (s *Store) Rev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev
+}
+
+// CompactedRev returns the revision of the last compaction, 0 if none.
+func (s *Store) CompactedRev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.compacted
+}
+
+// ConsistentIndex returns the raft index of the last applied entry.
+func (s *Store) ConsistentIndex() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ci
+}
+
+// SetConsistentIndex durably records idx as applied without changing the
+// key space (for raft entries that do not touch the store). Indexes not
+// greater than the current one are ignored.
+func (s *Store) SetConsistentIndex(idx uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	if idx <= s.ci {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := putMeta(b, metaConsIndex, idx); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	s.ci = idx
+	return nil
+}
+
+// reader is what Range needs: a Pebble DB, batch or snapshot.
+type reader interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+// Range reads the keys in [key, end) (etcd's range_end rules: empty end
+// is the single key, end "\x00" is every key >= key) at opts.Rev.
+func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return RangeResult{}, ErrClosed
+	}
+	return rangeAt(s.db, key, end, opts, s.rev, s.compacted)
+}
+
+func checkRev(rev, cur, compacted int64) (int64, error) {
+	if rev <= 0 {
+		return cur, nil
+	}
+	if rev > cur {
+		return 0, ErrFutureRev
+	}
+	if rev < compacted {
+		return 0, ErrCompacted
+	}
+	return rev, nil
+}
+
+// latestAt positions it on the newest version of the key with the given
+// prefix at or below rev; it reports whether one exists.
+func latestAt(it *pebble.Iterator, prefix []byte, rev int64) bool {
+	target := appendRev(append(make([]byte, 0, len(prefix)+16), prefix...), revision{rev + 1, 0})
+	if !it.SeekLT(target) {
+		return false
+	}
+	k := it.Key()
+	return len(k) == len(prefix)+16 && bytes.HasPrefix(k, prefix)
+}
+
+func rangeAt(rd reader, key, end []byte, opts RangeOptions, cur, compacted int64) (RangeResult, error) {
+	rev, err := checkRev(opts.Rev, cur, compacted)
+	if err != nil {
+		return RangeResult{}, err
+	}
+	res := RangeResult{Rev: cur}
+	filtered := opts.MinCreateRev != 0 || opts.MaxCreateRev != 0 || opts.MinModRev != 0 || opts.MaxModRev != 0
+	naturalOrder := opts.SortTarget == SortByKey && opts.SortOrder != SortDescend
+	// With the natural order and no filter, results past Limit+1 are only
+	// counted, never decoded into KVs.
+	stopAt := int64(-1)
+	if naturalOrder && !filtered && opts.Limit > 0 {
+		stopAt = opts.Limit + 1
+	}
+	lo, hi := rangeBounds(key, end)
+	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return RangeResult{}, err
+	}
+	defer it.Close()
+	// Visit each user key once: find its first entry, then SeekLT to its
+	// newest version at or below rev; then step to the next key (Next
+	// usually gets there when reading at the newest revision). A single-key
+	// range knows its prefix and seeks straight to the version.
+	var prefix []byte
+	single := len(end) == 0
+	if single {
+		prefix = lo
+	}
+	valid := single || it.SeekGE(lo)
+	for valid {
+		if !single {
+			p, _, ok := splitVersionKey(it.Key())
+			if !ok {
+				return RangeResult{}, fmt.Errorf("%w: key index entry %q", ErrCorrupt, it.Key())
+			}
+			prefix = append(prefix[:0], p...)
+		}
+		found := latestAt(it, prefix, rev)
+		if found {
+			if err := visit(it, prefix, &res, &opts, stopAt, filtered); err != nil {
+				return RangeResult{}, err
+			}
+		}
+		if single {
+			break
+		}
+		if found && it.Next() && !bytes.HasPrefix(it.Key(), prefix) {
+			continue
+		}
+		valid = it.SeekGE(prefixEnd(prefix))
+	}
+	if err := it.Error(); err != nil {
+		return RangeResult{}, err
+	}
+	if !naturalOrder {
+		sortKVs(res.KVs, opts.SortTarget, opts.SortOrder == SortDescend)
+	}
+	if opts.Limit > 0 && int64(len(res.KVs)) > opts.Limit {
+		res.KVs = res.KVs[:opts.Limit]
+		res.More = true
+	}
+	return res, nil
+}
+
+// visit adds the version under it (the newest of its key at the read
+// revision) to res, unless it is a deletion.
+func visit(it *pebble.Iterator, prefix []byte, res *RangeResult, opts *RangeOptions, stopAt int64, filtered bool) error {
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return err
+	}
+	if len(v) == 0 {
+		return ErrCorrupt
+	}
+	if v[0]&recTombstone != 0 {
+		return nil
+	}
+	res.Count++
+	if opts.CountOnly || (stopAt >= 0 && int64(len(res.KVs)) >= stopAt) {
+		return nil
+	}
+	r, err := decodeRecord(v, false)
+	if err != nil {
+		return err
+	}
+	mod := decodeRev(it.Key()[len(prefix):])
+	if filtered && !passFilters(opts, r.create, mod.main) {
+		return nil
+	}
+	res.KVs = append(res.KVs, r.kv(mod, opts.KeysOnly))
+	return nil
+}
+
+func passFilters(o *RangeOptions, create, mod int64) bool {
+	if o.MinCreateRev != 0 && create < o.MinCreateRev {
+		return false
+	}
+	if o.MaxCreateRev != 0 && create > o.MaxCreateRev {
+		return false
+	}
+	if o.MinModRev != 0 && mod < o.MinModRev {
+		return false
+	}
+	if o.MaxModRev != 0 && mod > o.MaxModRev {
+		return false
+	}
+	return true
+}
+
+func sortKVs(kvs []KeyValue, target SortTarget, desc bool) {
+	var cmp func(a, b *KeyValue) int
+	switch target {
+	case SortByVersion:
+		cmp = func(a, b *KeyValue) int { return cmpInt(a.Version, b.Version) }
+	case SortByCreate:
+		cmp = func(a, b *KeyValue) int { return cmpInt(a.CreateRevision, b.CreateRevision) }
+	case SortByMod:
+		cmp = func(a, b *KeyValue) int { return cmpInt(a.ModRevision, b.ModRevision) }
+	case SortByValue:
+		cmp = func(a, b *KeyValue) int { return bytes.Compare(a.Value, b.Value) }
+	default:
+		cmp = func(a, b *KeyValue) int { return bytes.Compare(a.Key, b.Key) }
+	}
+	sort.SliceStable(kvs, func(i, j int) bool {
+		c := cmp(&kvs[i], &kvs[j])
+		if desc {
+			return c > 0
+		}
+		return c < 0
+	})
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// WriteTxn is a write transaction: every change made through it belongs
+// to one revision (the store's revision + 1), with one sub-revision per
+// change. Reads through it see its own writes. A WriteTxn is valid only
+// inside the function passed to Store.Write.
+type WriteTxn struct {
+	s      *Store
+	b      *pebble.Batch
+	rev    int64 // revision of the changes
+	sub    int64 // next sub-revision
+	events []Event
+}
+
+// Rev returns the revision the transaction reads at: the store's revision
+// before the transaction if it has changed nothing yet, else the new one.
+func (tx *WriteTxn) Rev() int64 {
+	if tx.sub == 0 {
+		return tx.rev - 1
+	}
+	return tx.rev
+}
+
+// Range reads through the transaction (seeing its writes); opts.Rev 0
+// reads at tx.Rev().
+func (tx *WriteTxn) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
+	return rangeAt(tx.b, key, end, opts, tx.Rev(), tx.s.compacted)
+}
+
+// Get returns the live version of key at tx.Rev() (nil if none); a
+// helper for the server's Txn compares.
+func (tx *WriteTxn) Get(key []byte) (*KeyValue, error) {
+	r, rev, ok, err := tx.latest(key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	kv := r.kv(rev, false)
+	return &kv, nil
+}
+
+// latest returns the newest live record of key in the transaction's view.
+func (tx *WriteTxn) latest(key []byte) (record, revision, bool, error) {
+	prefix := keyPrefix(key)
+	it, err := tx.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return record{}, revision{}, false, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return record{}, revision{}, false, it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return record{}, revision{}, false, err
+	}
+	r, err := decodeRecord(v, true)
+	if err != nil {
+		return record{}, revision{}, false, err
+	}
+	rev := decodeRev(it.Key()[len(prefix):])
+	if r.tombstone {
+		return record{}, rev, false, nil
+	}
+	return r, rev, true, nil
+}
+
+// write stores one change at the next sub-revision.
+func (tx *WriteTxn) write(r *record) (revision, error) {
+	rev := revision{tx.rev, tx.sub}
+	enc := r.encode(nil)
+	if err := tx.b.Set(revKey(rev), enc, nil); err != nil {
+		return rev, err
+	}
+	if err := tx.b.Set(versionKey(r.key, rev), enc, nil); err != nil {
+		return rev, err
+	}
+	tx.sub++
+	return rev, nil
+}
+
+// Put writes key=value with the given lease. With opts.PrevKV the
+// replaced version (nil if none) is returned.
+func (tx *WriteTxn) Put(key, value []byte, lease int64, opts PutOptions) (*KeyValue, error) {
+	if len(key) == 0 {
+		return nil, ErrEmptyKey
+	}
+	prev, prevRev, ok, err := tx.latest(key)
+	if err != nil {
+		return nil, err
+	}
+	if !ok && (opts.IgnoreValue || opts.IgnoreLease) {
+		return nil, ErrKeyNotFound
+	}
+	r := record{key: key, value: value, lease: lease, version: 1, create: tx.rev}
+	if ok {
+		r.create, r.version = prev.create, prev.version+1
+		if opts.IgnoreValue {
+			r.value = prev.value
+		}
+		if opts.IgnoreLease {
+			r.lease = prev.lease
+		}
+	}
+	rev, err := tx.write(&r)
+	if err != nil {
+		return nil, err
+	}
+	ev := Event{Type: EventPut, KV: r.kv(rev, false)}
+	var pkv *KeyValue
+	if ok {
+		kv := prev.kv(prevRev, false)
+		pkv = &kv
+		ev.PrevKV = pkv
+	}
+	tx.events = append(tx.events, ev)
+	if !opts.PrevKV {
+		return nil, nil
+	}
+	return pkv, nil
+}
+
+// DeleteRange deletes the live keys in [key, end) (etcd's range_end
+// rules) and returns how many were deleted and, with prevKV, their last
+// versions.
+func (tx *WriteTxn) DeleteRange(key, end []byte, prevKV bool) (int64, []KeyValue, error) {
+	res, err := tx.Range(key, end, RangeOptions{})
+	if err != nil {
+		return 0, nil, err
+	}
+	for i := range res.KVs {
+		kv := &res.KVs[i]
+		rev, err := tx.write(&record{key: kv.Key, tombstone: true})
+		if err != nil {
+			return 0, nil, err
+		}
+		tx.events = append(tx.events, Event{
+			Type:   EventDelete,
+			KV:     KeyValue{Key: kv.Key, ModRevision: rev.main},
+			PrevKV: kv,
+		})
+	}
+	if !prevKV {
+		return int64(len(res.KVs)), nil, nil
+	}
+	return int64(len(res.KVs)), res.KVs, nil
+}
+
+// Write runs fn in a write transaction applied as raft entry raftIndex
+// and commits its changes, together with the consistent index, in one
+// Pebble batch. It returns the store's revision after the write and the
+// events of the changes. If raftIndex is not greater than the consistent
+// index the entry was already applied: Write does nothing and returns the
+// current revision. raftIndex 0 means "not from raft" (no check, no
+// update). If fn fails nothing is changed, but the consistent index still
+// advances (replaying the entry would fail the same way).
+func (s *Store) Write(raftIndex uint64, fn func(tx *WriteTxn) error) (int64, []Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return 0, nil, ErrClosed
+	}
+	if raftIndex != 0 && raftIndex <= s.ci {
+		return s.rev, nil, nil
+	}
+	b := s.db.NewIndexedBatch()
+	defer b.Close()
+	tx := &WriteTxn{s: s, b: b, rev: s.rev + 1}
+	if ferr := fn(tx); ferr != nil {
+		if raftIndex != 0 {
+			cb := s.db.NewBatch()
+			defer cb.Close()
+			if err := putMeta(cb, metaConsIndex, raftIndex); err != nil {
+				return 0, nil, err
+			}
+			if err := cb.Commit(pebble.NoSync); err != nil {
+				return 0, nil, err
+			}
+			s.ci = raftIndex
+		}
+		return s.rev, nil, ferr
+	}
+	newRev := s.rev
+	if tx.sub > 0 {
+		newRev = tx.rev
+		if err := putMeta(b, metaRev, uint64(newRev)); err != nil {
+			return 0, nil, err
+		}
+	}
+	if raftIndex != 0 {
+		if err := putMeta(b, metaConsIndex, raftIndex); err != nil {
+			return 0, nil, err
+		}
+	}
+	if !b.Empty() {
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return 0, nil, err
+		}
+	}
+	s.rev = newRev
+	if raftIndex != 0 {
+		s.ci = raftIndex
+	}
+	return newRev, tx.events, nil
+}
+
+// Put writes one key as its own revision (see WriteTxn.Put). It returns
+// the new revision and, with opts.PrevKV, the previous version.
+func (s *Store) Put(raftIndex uint64, key, value []byte, lease int64, opts PutOptions) (int64, *KeyValue, error) {
+	var prev *KeyValue
+	rev, _, err := s.Write(raftIndex, func(tx *WriteTxn) error {
+		var err error
+		prev, err = tx.Put(key, value, lease, opts)
+		return err
+	})
+	return rev, prev, err
+}
+
+// DeleteRange deletes [key, end) as one revision (no new revision when
+// nothing is deleted). It returns the revision after the delete, the
+// number deleted and, with prevKV, the deleted versions.
+func (s *Store) DeleteRange(raftIndex uint64, key, end []byte, prevKV bool) (int64, int64, []KeyValue, error) {
+	var n int64
+	var prev []KeyValue
+	rev, _, err := s.Write(raftIndex, func(tx *WriteTxn) error {
+		var err error
+		n, prev, err = tx.DeleteRange(key, end, prevKV)
+		return err
+	})
+	return rev, n, prev, err
+}
+
+// Compact physically removes every version superseded at or before rev:
+// for each key only its newest version at or below rev survives, and not
+// even that one if it is a deletion. Reads below rev then fail with
+// ErrCompacted. It is applied as raft entry raftIndex (0: not from raft)
+// in one atomic batch.
+func (s *Store) Compact(raftIndex uint64, rev int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	if raftIndex != 0 && raftIndex <= s.ci {
+		return nil
+	}
+	if rev > s.rev {
+		return ErrFutureRev
+	}
+	if rev <= s.compacted {
+		return ErrCompacted
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	rit, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{prefixRev},
+		UpperBound: revKey(revision{rev + 1, 0}),
+	})
+	if err != nil {
+		return err
+	}
+	defer rit.Close()
+	kit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKeyHi}})
+	if err != nil {
+		return err
+	}
+	defer kit.Close()
+	for valid := rit.First(); valid; valid = rit.Next() {
+		v, err := rit.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		r, err := decodeRecord(v, false)
+		if err != nil {
+			return err
+		}
+		if len(rit.Key()) != 17 {
+			return ErrCorrupt
+		}
+		at := decodeRev(rit.Key()[1:])
+		prefix := keyPrefix(r.key)
+		if !latestAt(kit, prefix, rev) {
+			return fmt.Errorf("%w: revision %v missing from key index", ErrCorrupt, at)
+		}
+		newest := decodeRev(kit.Key()[len(prefix):])
+		if newest == at && !r.tombstone {
+			continue
+		}
+		if err := b.Delete(rit.Key(), nil); err != nil {
+			return err
+		}
+		if err := b.Delete(appendRev(prefix, at), nil); err != nil {
+			return err
+		}
+	}
+	if err := rit.Error(); err != nil {
+		return err
+	}
+	if err := putMeta(b, metaCompacted, uint64(rev)); err != nil {
+		return err
+	}
+	if raftIndex != 0 {
+		if err := putMeta(b, metaConsIndex, raftIndex); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	s.compacted = rev
+	if raftIndex != 0 {
+		s.ci = raftIndex
+	}
+	return nil
+}
+
+// finishRestore settles a Restore interrupted by a crash. Restore loads
+// <dir>.restore completely (synced), renames dir to <dir>.old, renames
+// <dir>.restore to dir, then removes <dir>.old. So: dir missing with a
+// <dir>.restore present means the second rename is still to do; otherwise
+// any leftover .restore (incomplete load) or .old is garbage.
+func finishRestore(dir string) error {
+	tmpDir, oldDir := dir+".restore", dir+".old"
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(tmpDir); err == nil {
+			if _, err := os.Stat(oldDir); err == nil {
+				if err := os.Rename(tmpDir, dir); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if _, err := os.Stat(dir); err == nil {
+		if err := os.RemoveAll(tmpDir); err != nil {
+			return err
+		}
+		return os.RemoveAll(oldDir)
+	}
+	return nil
+}
