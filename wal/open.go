@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -191,8 +192,7 @@ func peekCRCRecord(data []byte) (uint32, error) {
 	if len(data) < headerSize+5 || recordType(data[headerSize]) != crcRecord {
 		return 0, errors.New("segment does not start with a crc record")
 	}
-	p := data[headerSize+1:]
-	return uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24, nil
+	return binary.LittleEndian.Uint32(data[headerSize+1:]), nil
 }
 
 // apply folds one record into the replay.

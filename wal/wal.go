@@ -19,6 +19,7 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -264,33 +265,26 @@ func listSegments(fs FS, dir string) ([]segment, error) {
 	return segs, nil
 }
 
-func crcPayload(crc uint32) []byte {
-	return []byte{byte(crc), byte(crc >> 8), byte(crc >> 16), byte(crc >> 24)}
-}
+func crcPayload(crc uint32) []byte { return binary.LittleEndian.AppendUint32(nil, crc) }
 
 func markerPayload(m Marker) []byte {
-	b := make([]byte, 17)
-	for i := 0; i < 8; i++ {
-		b[i] = byte(m.Index >> (8 * i))
-		b[8+i] = byte(m.Term >> (8 * i))
-	}
+	b := binary.LittleEndian.AppendUint64(make([]byte, 0, 17), m.Index)
+	b = binary.LittleEndian.AppendUint64(b, m.Term)
 	if m.ReplacesLog {
-		b[16] = 1
+		return append(b, 1)
 	}
-	return b
+	return append(b, 0)
 }
 
 func parseMarker(p []byte) (Marker, error) {
 	if len(p) != 17 || p[16] > 1 {
 		return Marker{}, fmt.Errorf("snapshot record of %d bytes is malformed", len(p))
 	}
-	var m Marker
-	for i := 0; i < 8; i++ {
-		m.Index |= uint64(p[i]) << (8 * i)
-		m.Term |= uint64(p[8+i]) << (8 * i)
-	}
-	m.ReplacesLog = p[16] == 1
-	return m, nil
+	return Marker{
+		Index:       binary.LittleEndian.Uint64(p),
+		Term:        binary.LittleEndian.Uint64(p[8:]),
+		ReplacesLog: p[16] == 1,
+	}, nil
 }
 
 // appendRecord adds a record to the buffer; the caller holds mu.
