@@ -42,6 +42,11 @@ type Options struct {
 	// CacheBytes bounds the payload of entries kept in memory; zero means
 	// DefaultCacheBytes. The newest entries are always cached.
 	CacheBytes uint64
+	// CatchUpEntries is how many entries before a snapshot created with
+	// CreateSnapshot stay readable, so that a follower slightly behind
+	// catches up from the log instead of receiving the whole snapshot.
+	// After a restart the log starts at the snapshot again.
+	CatchUpEntries uint64
 	// IsNoSnapshot tells "no snapshot yet" from other LoadNewest errors.
 	IsNoSnapshot func(error) bool
 	// Logger; nil means slog.Default().
@@ -58,6 +63,9 @@ type Store struct {
 	mu   sync.Mutex
 	hs   pb.HardState
 	snap pb.SnapshotMetadata
+	// first is the first readable index: snap.Index+1, or earlier by up
+	// to CatchUpEntries after CreateSnapshot.
+	first uint64
 	// cache holds entries [cache[0].Index, last]; it may start after
 	// snap.Index+1 when older entries were evicted to the WAL files.
 	cache      []pb.Entry
@@ -93,7 +101,7 @@ func Open(walDir string, snaps Snapshots, metadata []byte, opts Options) (*Store
 	default:
 		return nil, nil, fmt.Errorf("logstore: loading the newest snapshot: %w", err)
 	}
-	s := &Store{snaps: snaps, opts: opts, snap: meta}
+	s := &Store{snaps: snaps, opts: opts, snap: meta, first: meta.Index + 1}
 	w, rp, err := wal.Open(walDir, wal.Marker{Index: meta.Index, Term: meta.Term}, opts.WAL)
 	if errors.Is(err, wal.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 		if meta.Index != 0 {
@@ -134,7 +142,7 @@ func (s *Store) InitialState() (pb.HardState, pb.ConfState, error) {
 func (s *Store) FirstIndex() (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.snap.Index + 1, nil
+	return s.first, nil
 }
 
 // LastIndex implements raft.Storage.
@@ -160,7 +168,7 @@ func (s *Store) Term(i uint64) (uint64, error) {
 		s.mu.Unlock()
 		return snap.Term, nil
 	}
-	if i < snap.Index {
+	if i+1 < s.first {
 		s.mu.Unlock()
 		return 0, raft.ErrCompacted
 	}
@@ -184,7 +192,7 @@ func (s *Store) Term(i uint64) (uint64, error) {
 // Entries implements raft.Storage.
 func (s *Store) Entries(lo, hi, maxSize uint64) ([]pb.Entry, error) {
 	s.mu.Lock()
-	if lo <= s.snap.Index {
+	if lo < s.first {
 		s.mu.Unlock()
 		return nil, raft.ErrCompacted
 	}
@@ -306,17 +314,22 @@ func (s *Store) saveSnapshot(meta pb.SnapshotMetadata, data io.Reader, replace b
 	if err := s.snaps.SaveFrom(meta, data); err != nil {
 		return fmt.Errorf("logstore: saving snapshot at %d: %w", meta.Index, err)
 	}
-	s.w.ReleaseTo(meta.Index)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.snap = meta
 	if replace {
+		s.w.ReleaseTo(meta.Index)
 		s.cache, s.cacheBytes = nil, 0
 		s.last = meta.Index
+		s.first = meta.Index + 1
 		return nil
 	}
+	keep := min(s.opts.CatchUpEntries, meta.Index)
+	s.first = max(s.first, meta.Index+1-keep)
+	// Keep the entry before first too: raft asks for its term.
+	s.w.ReleaseTo(s.first - 1)
 	n := 0
-	for n < len(s.cache) && s.cache[n].Index <= meta.Index {
+	for n < len(s.cache) && s.cache[n].Index+1 < s.first {
 		s.cacheBytes -= s.cache[n].PayloadSize()
 		n++
 	}

@@ -275,3 +275,43 @@ func BenchmarkSave(b *testing.B) {
 		}
 	}
 }
+
+// TestCatchUpEntriesStayAfterSnapshot checks that CreateSnapshot keeps
+// CatchUpEntries entries before the snapshot readable (a lagging follower
+// gets them instead of the whole snapshot), and that a restart starts the
+// log at the snapshot.
+func TestCatchUpEntriesStayAfterSnapshot(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	snaps := &memSnaps{}
+	o := opts(0)
+	o.CatchUpEntries = 30
+	s, _, err := Open(dir, snaps, nil, o)
+	must(t, err)
+	must(t, s.Save(pb.HardState{Term: 1, Commit: 80}, ents(1, 100, 1), true))
+	must(t, s.CreateSnapshot(pb.SnapshotMetadata{Index: 80, Term: 1}, bytes.NewReader([]byte("state@80"))))
+	if first, _ := s.FirstIndex(); first != 51 {
+		t.Fatalf("first index %d, want 51", first)
+	}
+	checkRange(t, s, 51, 100, ents(51, 100, 1))
+	if term, err := s.Term(50); err != nil || term != 1 {
+		t.Fatalf("term before the first index: %d, %v", term, err)
+	}
+	if _, err := s.Entries(50, 60, ^uint64(0)); !errors.Is(err, raft.ErrCompacted) {
+		t.Fatalf("entries before the first index: %v, want ErrCompacted", err)
+	}
+	if _, err := s.Term(48); !errors.Is(err, raft.ErrCompacted) {
+		t.Fatalf("term long before the first index: %v, want ErrCompacted", err)
+	}
+	// A later snapshot moves the first index on, never back.
+	must(t, s.CreateSnapshot(pb.SnapshotMetadata{Index: 95, Term: 1}, bytes.NewReader([]byte("state@95"))))
+	if first, _ := s.FirstIndex(); first != 66 {
+		t.Fatalf("first index %d after the second snapshot, want 66", first)
+	}
+	must(t, s.Close())
+	s, _, err = Open(dir, snaps, nil, o)
+	must(t, err)
+	defer s.Close()
+	if first, _ := s.FirstIndex(); first != 96 {
+		t.Fatalf("first index after restart %d, want 96", first)
+	}
+}

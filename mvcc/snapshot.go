@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -66,17 +67,56 @@ const snapMagic = "synod-mvcc-snapshot-v1\n"
 // value) per entry, then a zero key length, then the big-endian CRC-32C of
 // everything before it. Writes may proceed while the snapshot streams.
 func (s *Store) Snapshot(w io.Writer) error {
-	s.mu.RLock()
-	if s.db == nil {
-		s.mu.RUnlock()
-		return ErrClosed
+	snap, err := s.OpenSnapshot()
+	if err != nil {
+		return err
 	}
-	snap := s.db.NewSnapshot()
-	s.snaps.Add(1)
-	s.mu.RUnlock()
-	defer s.snaps.Done()
 	defer snap.Close()
-	it, err := snap.NewIter(nil)
+	return snap.Stream(w)
+}
+
+// PointInTime is a frozen view of the whole store, taken at once and
+// streamed later: the apply loop takes it between two entries (so it is
+// exactly the state at the consistent index it reports) and a background
+// goroutine streams it, so applying never waits for a snapshot to be
+// written.
+type PointInTime struct {
+	s    *Store
+	snap *pebble.Snapshot
+	ci   uint64
+	rev  int64
+	once sync.Once
+}
+
+// OpenSnapshot freezes the store's current state. The caller must Close
+// the result; until then Restore waits for it.
+func (s *Store) OpenSnapshot() (*PointInTime, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	s.snaps.Add(1)
+	return &PointInTime{s: s, snap: s.db.NewSnapshot(), ci: s.ci, rev: s.rev}, nil
+}
+
+// ConsistentIndex is the raft index of the last entry applied in the view.
+func (p *PointInTime) ConsistentIndex() uint64 { return p.ci }
+
+// Rev is the store revision in the view.
+func (p *PointInTime) Rev() int64 { return p.rev }
+
+// Close releases the view.
+func (p *PointInTime) Close() {
+	p.once.Do(func() {
+		p.snap.Close()
+		p.s.snaps.Done()
+	})
+}
+
+// Stream writes the view in the format documented on Store.Snapshot.
+func (p *PointInTime) Stream(w io.Writer) error {
+	it, err := p.snap.NewIter(nil)
 	if err != nil {
 		return err
 	}

@@ -1,35 +1,85 @@
-// Command synod will run a synod server. Until the server lands (issue 4),
-// it runs a demonstration of synod's Raft library: a cluster of members in
-// one process, each on its own goroutine, connected by in-memory channels,
-// electing a leader and committing entries, printed as it happens.
+// Command synod runs one member of a synod cluster. Its flags are etcd's,
+// with etcd's defaults and meanings, so an etcd deployment's flags (or
+// ETCD_* environment variables) start synod unchanged. Run with no flags
+// it is a single member serving clients on localhost:2379 and peers on
+// localhost:2380, with its data in ./default.etcd.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
+
+	"github.com/synod-db/synod/embed"
 )
 
 func main() {
-	members := flag.Int("members", 3, "number of members in the demo cluster (1-7)")
-	entries := flag.Int("entries", 5, "number of entries to commit before exiting")
-	tick := flag.Duration("tick", 10*time.Millisecond, "raft tick interval")
-	flag.Parse()
-	if *members < 1 || *members > 7 {
-		fmt.Fprintf(os.Stderr, "synod: -members must be between 1 and 7, got %d\n", *members)
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run parses the arguments, starts the member and waits for a signal. It
+// returns the process exit code: 2 for bad flags, 1 for a failure.
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, logger, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
-	if *entries < 0 {
-		fmt.Fprintf(os.Stderr, "synod: -entries must not be negative, got %d\n", *entries)
-		os.Exit(2)
+	if err != nil {
+		fmt.Fprintf(stderr, "synod: %v\n", err)
+		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	m, err := embed.Start(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "synod: %v\n", err)
+		return 1
+	}
+	logger.Info("serving", "name", cfg.Name, "client-urls", cfg.ClientURLs, "peer-urls", cfg.PeerURLs, "data-dir", cfg.DataDir)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runDemo(ctx, os.Stdout, *members, *entries, *tick); err != nil {
-		fmt.Fprintf(os.Stderr, "synod: %v\n", err)
-		os.Exit(1)
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping: handing leadership over if leader")
+		m.Close(5 * time.Second)
+		return 0
+	case <-m.Server.Removed():
+		m.Close(time.Second)
+		logger.Warn("stopped: this member was removed from the cluster")
+		return 0
+	case <-m.Server.Done():
+		m.Kill()
+		fmt.Fprintln(stderr, "synod: the member stopped after a fatal error (see the log above)")
+		return 1
 	}
+}
+
+// newLogger builds the logger the --logger and --log-level flags select.
+func newLogger(kind, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	switch level {
+	case "debug":
+		lv = slog.LevelDebug
+	case "info":
+		lv = slog.LevelInfo
+	case "warn":
+		lv = slog.LevelWarn
+	case "error", "panic", "fatal":
+		lv = slog.LevelError
+	default:
+		return nil, fmt.Errorf("invalid --log-level %q: want debug, info, warn, error, panic or fatal", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch kind {
+	case "zap", "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("invalid --logger %q: want zap (JSON lines, etcd's default), json or text", kind)
 }

@@ -1,0 +1,65 @@
+// Package v3rpc serves the etcd v3 API of a synod member: the gRPC
+// services KV, Cluster and Maintenance (and, later, Watch and Lease) plus
+// /health, /version and /metrics over HTTP, all on the client port.
+//
+// The handlers are thin: they validate requests so that nothing malformed
+// reaches raft, call the server, and turn its errors into etcd's gRPC
+// errors, so that etcd clients behave exactly as they do with etcd.
+package v3rpc
+
+import (
+	"context"
+	"math"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/synod-db/synod/server"
+)
+
+// NewGRPCServer returns a gRPC server with synod's services registered.
+func NewGRPCServer(s *server.Server, m *Metrics) *grpc.Server {
+	maxRecv := s.Config().MaxRequestBytes + 512<<10 // room for the envelope
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxRecv),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.ChainUnaryInterceptor(m.unary, requireLeaderUnary(s)),
+		grpc.ChainStreamInterceptor(m.stream, requireLeaderStream(s)),
+	)
+	pb.RegisterKVServer(g, newKVServer(s))
+	pb.RegisterClusterServer(g, &clusterServer{s: s})
+	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
+	return g
+}
+
+// requireLeader reports whether the client asked (clientv3's
+// WithRequireLeader) to fail at once when the member has no leader.
+func requireLeader(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return false
+	}
+	v := md.Get(rpctypes.MetadataRequireLeaderKey)
+	return len(v) > 0 && v[0] == rpctypes.MetadataHasLeader
+}
+
+func requireLeaderUnary(s *server.Server) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if s.Leader() == 0 && requireLeader(ctx) {
+			return nil, rpctypes.ErrGRPCNoLeader
+		}
+		return h(ctx, req)
+	}
+}
+
+func requireLeaderStream(s *server.Server) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if s.Leader() == 0 && requireLeader(ss.Context()) {
+			return rpctypes.ErrGRPCNoLeader
+		}
+		return h(srv, ss)
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/synod-db/synod/embed"
+	"github.com/synod-db/synod/server"
+)
+
+// urlsFlag is a comma-separated list of URLs.
+type urlsFlag []string
+
+func (u *urlsFlag) String() string { return strings.Join(*u, ",") }
+
+func (u *urlsFlag) Set(s string) error {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return fmt.Errorf("empty URL list")
+	}
+	*u = out
+	return nil
+}
+
+// options are the values of the command-line flags.
+type options struct {
+	name, dataDir, walDir                       string
+	snapshotCount                               uint64
+	heartbeatMS, electionMS                     uint
+	listenPeer, listenClient                    urlsFlag
+	advertisePeer, advertiseClient              urlsFlag
+	initialCluster, initialState, initialToken  string
+	maxSnapshots, maxWALs                       uint
+	quotaBytes                                  int64
+	maxTxnOps                                   uint
+	maxRequestBytes                             uint
+	autoCompactionMode, autoCompactionRetention string
+	preVote, enablePprof, leaseReads            bool
+	logLevel, logger                            string
+}
+
+// parseFlags reads the flags, then ETCD_* (or SYNOD_*) environment
+// variables for flags not given, and builds the member's configuration.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (embed.Config, *slog.Logger, error) {
+	var o options
+	fs := flag.NewFlagSet("synod", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.name, "name", "default", "human-readable name for this member")
+	fs.StringVar(&o.dataDir, "data-dir", "", "path to the data directory (default \"${name}.etcd\")")
+	fs.StringVar(&o.walDir, "wal-dir", "", "path to a dedicated WAL directory (default: inside the data directory)")
+	fs.Uint64Var(&o.snapshotCount, "snapshot-count", server.DefaultSnapshotCount, "number of applied entries between snapshots")
+	fs.UintVar(&o.heartbeatMS, "heartbeat-interval", 100, "time (in milliseconds) of a heartbeat interval")
+	fs.UintVar(&o.electionMS, "election-timeout", 1000, "time (in milliseconds) for an election to timeout")
+	o.listenPeer = urlsFlag{"http://localhost:2380"}
+	o.listenClient = urlsFlag{"http://localhost:2379"}
+	o.advertisePeer = urlsFlag{"http://localhost:2380"}
+	o.advertiseClient = urlsFlag{"http://localhost:2379"}
+	fs.Var(&o.listenPeer, "listen-peer-urls", "URL to listen on for peer traffic")
+	fs.Var(&o.listenClient, "listen-client-urls", "comma-separated URLs to listen on for client traffic")
+	fs.Var(&o.advertisePeer, "initial-advertise-peer-urls", "this member's peer URLs to advertise to the rest of the cluster")
+	fs.Var(&o.advertiseClient, "advertise-client-urls", "this member's client URLs to advertise to the public")
+	fs.StringVar(&o.initialCluster, "initial-cluster", "", "initial cluster configuration for bootstrapping, name=peer-url,... (default \"${name}=${initial-advertise-peer-urls}\")")
+	fs.StringVar(&o.initialState, "initial-cluster-state", "new", "initial cluster state: new or existing")
+	fs.StringVar(&o.initialToken, "initial-cluster-token", "etcd-cluster", "initial cluster token, unique per cluster")
+	fs.UintVar(&o.maxSnapshots, "max-snapshots", 5, "maximum number of snapshot files to retain (0 is unlimited)")
+	fs.UintVar(&o.maxWALs, "max-wals", 5, "maximum number of WAL files to retain (0 is unlimited)")
+	fs.Int64Var(&o.quotaBytes, "quota-backend-bytes", 0, "raise the NOSPACE alarm when the key space exceeds this size (0: default 2 GiB)")
+	fs.UintVar(&o.maxTxnOps, "max-txn-ops", server.DefaultMaxTxnOps, "maximum number of operations permitted in a transaction")
+	fs.UintVar(&o.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum client request size in bytes the server will accept")
+	fs.StringVar(&o.autoCompactionMode, "auto-compaction-mode", "periodic", "interpret auto-compaction-retention as periodic (a duration) or revision (a count)")
+	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "0", "auto compaction retention for the mvcc key space (0 disables; periodic: hours or a duration like 30m)")
+	fs.BoolVar(&o.preVote, "pre-vote", true, "enable the raft pre-vote phase")
+	fs.BoolVar(&o.leaseReads, "experimental-lease-reads", false, "serve linearizable reads from the leader's lease instead of a heartbeat round")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error, panic or fatal")
+	fs.StringVar(&o.logger, "logger", "zap", "log format: zap (JSON, etcd's default), json or text")
+	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve runtime profiling data on /debug/pprof/ of the client port")
+	if err := fs.Parse(args); err != nil {
+		return embed.Config{}, nil, err
+	}
+	if fs.NArg() > 0 {
+		return embed.Config{}, nil, fmt.Errorf("unexpected argument %q: synod takes flags only (see --help)", fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return embed.Config{}, nil, err
+	}
+	return o.config(stderr)
+}
+
+// applyEnv sets every flag not given on the command line from
+// ETCD_<FLAG> or SYNOD_<FLAG> (upper case, dashes as underscores).
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		key := strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		for _, name := range []string{"SYNOD_" + key, "ETCD_" + key} {
+			if v := getenv(name); v != "" {
+				if serr := fs.Set(f.Name, v); serr != nil {
+					err = fmt.Errorf("invalid value %q for environment variable %s: %v", v, name, serr)
+				}
+				return
+			}
+		}
+	})
+	return err
+}
+
+// config turns the options into a member configuration.
+func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
+	logger, err := newLogger(o.logger, o.logLevel, stderr)
+	if err != nil {
+		return embed.Config{}, nil, err
+	}
+	if o.dataDir == "" {
+		o.dataDir = o.name + ".etcd"
+	}
+	if o.initialCluster == "" {
+		var parts []string
+		for _, u := range o.advertisePeer {
+			parts = append(parts, o.name+"="+u)
+		}
+		o.initialCluster = strings.Join(parts, ",")
+	}
+	ic, err := server.ParseInitialCluster(o.initialCluster)
+	if err != nil {
+		return embed.Config{}, nil, fmt.Errorf("invalid --initial-cluster: %w", err)
+	}
+	if o.heartbeatMS == 0 {
+		return embed.Config{}, nil, fmt.Errorf("invalid --heartbeat-interval 0: give milliseconds, e.g. 100")
+	}
+	if o.maxRequestBytes > 64<<20 {
+		return embed.Config{}, nil, fmt.Errorf("invalid --max-request-bytes %d: at most 64 MiB", o.maxRequestBytes)
+	}
+	retention, err := parseRetention(o.autoCompactionMode, o.autoCompactionRetention)
+	if err != nil {
+		return embed.Config{}, nil, err
+	}
+	maxSnaps, maxWALs := int(o.maxSnapshots), int(o.maxWALs)
+	cfg := embed.Config{
+		Config: server.Config{
+			Name:                o.name,
+			DataDir:             o.dataDir,
+			WALDir:              o.walDir,
+			SnapshotCount:       o.snapshotCount,
+			MaxSnapshots:        maxSnaps,
+			MaxWALs:             maxWALs,
+			HeartbeatInterval:   time.Duration(o.heartbeatMS) * time.Millisecond,
+			ElectionTimeout:     time.Duration(o.electionMS) * time.Millisecond,
+			PreVote:             o.preVote,
+			LeaseReads:          o.leaseReads,
+			PeerURLs:            o.advertisePeer,
+			ClientURLs:          o.advertiseClient,
+			InitialCluster:      ic,
+			InitialClusterState: o.initialState,
+			InitialClusterToken: o.initialToken,
+			QuotaBackendBytes:   o.quotaBytes,
+			MaxTxnOps:           int(o.maxTxnOps),
+			MaxRequestBytes:     int(o.maxRequestBytes),
+			AutoCompaction:      retention,
+			Logger:              logger,
+		},
+		ListenPeerURLs:   o.listenPeer,
+		ListenClientURLs: o.listenClient,
+		EnablePprof:      o.enablePprof,
+	}
+	if o.snapshotCount == 0 {
+		return embed.Config{}, nil, fmt.Errorf("invalid --snapshot-count 0: give a positive number of entries")
+	}
+	if o.initialState != "new" && o.initialState != "existing" {
+		return embed.Config{}, nil, fmt.Errorf("invalid --initial-cluster-state %q: want new or existing", o.initialState)
+	}
+	if o.electionMS < 5*o.heartbeatMS {
+		return embed.Config{}, nil, fmt.Errorf("invalid --election-timeout %dms: must be at least 5 times --heartbeat-interval (%dms)", o.electionMS, o.heartbeatMS)
+	}
+	return cfg, logger, nil
+}
+
+// parseRetention reads --auto-compaction-mode/--auto-compaction-retention.
+func parseRetention(mode, retention string) (server.AutoCompaction, error) {
+	switch mode {
+	case "periodic":
+		if h, err := strconv.ParseFloat(retention, 64); err == nil {
+			if h < 0 {
+				return server.AutoCompaction{}, fmt.Errorf("invalid --auto-compaction-retention %q: negative", retention)
+			}
+			return server.AutoCompaction{Period: time.Duration(h * float64(time.Hour))}, nil
+		}
+		d, err := time.ParseDuration(retention)
+		if err != nil || d < 0 {
+			return server.AutoCompaction{}, fmt.Errorf("invalid --auto-compaction-retention %q for periodic mode: give hours (1) or a duration (30m)", retention)
+		}
+		return server.AutoCompaction{Period: d}, nil
+	case "revision":
+		n, err := strconv.ParseInt(retention, 10, 64)
+		if err != nil || n < 0 {
+			return server.AutoCompaction{}, fmt.Errorf("invalid --auto-compaction-retention %q for revision mode: give a number of revisions", retention)
+		}
+		return server.AutoCompaction{Revisions: n}, nil
+	}
+	return server.AutoCompaction{}, fmt.Errorf("invalid --auto-compaction-mode %q: want periodic or revision", mode)
+}

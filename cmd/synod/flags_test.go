@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// TestDefaults checks that no flags give a single member on localhost
+// with etcd's defaults.
+func TestDefaults(t *testing.T) {
+	cfg, _, err := parseFlags(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "default" || cfg.DataDir != "default.etcd" {
+		t.Errorf("name %q data dir %q", cfg.Name, cfg.DataDir)
+	}
+	if got := cfg.InitialCluster["default"]; len(got) != 1 || got[0] != "http://localhost:2380" {
+		t.Errorf("initial cluster %v", cfg.InitialCluster)
+	}
+	if cfg.ListenClientURLs[0] != "http://localhost:2379" || cfg.ClientURLs[0] != "http://localhost:2379" || cfg.ListenPeerURLs[0] != "http://localhost:2380" {
+		t.Errorf("urls %v %v %v", cfg.ListenClientURLs, cfg.ClientURLs, cfg.ListenPeerURLs)
+	}
+	if cfg.HeartbeatInterval != 100*time.Millisecond || cfg.ElectionTimeout != time.Second || !cfg.PreVote || cfg.SnapshotCount != 10000 {
+		t.Errorf("raft settings %+v", cfg.Config)
+	}
+	if cfg.MaxTxnOps != 128 || cfg.MaxRequestBytes != 1536*1024 || cfg.InitialClusterState != "new" || cfg.InitialClusterToken != "etcd-cluster" {
+		t.Errorf("limits %+v", cfg.Config)
+	}
+}
+
+// TestEnvironment checks ETCD_* and SYNOD_* variables and that flags win.
+func TestEnvironment(t *testing.T) {
+	cfg, _, err := parseFlags([]string{"--snapshot-count", "7"}, env(map[string]string{
+		"ETCD_NAME":           "infra1",
+		"ETCD_SNAPSHOT_COUNT": "99",
+		"SYNOD_DATA_DIR":      "/tmp/x",
+		"ETCD_DATA_DIR":       "/tmp/y",
+		"ETCD_PRE_VOTE":       "false",
+	}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "infra1" || cfg.SnapshotCount != 7 || cfg.DataDir != "/tmp/x" || cfg.PreVote {
+		t.Errorf("got name %q count %d dir %q prevote %v", cfg.Name, cfg.SnapshotCount, cfg.DataDir, cfg.PreVote)
+	}
+	if got := cfg.InitialCluster["infra1"]; len(got) != 1 {
+		t.Errorf("default initial cluster follows the name: %v", cfg.InitialCluster)
+	}
+}
+
+// TestBadFlags checks that every invalid flag is refused with a message
+// naming it.
+func TestBadFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
+		{[]string{"--initial-cluster-state", "old"}, nil, "initial-cluster-state"},
+		{[]string{"--election-timeout", "100"}, nil, "election-timeout"},
+		{[]string{"--heartbeat-interval", "0"}, nil, "heartbeat-interval"},
+		{[]string{"--snapshot-count", "-1"}, nil, "snapshot-count"},
+		{[]string{"--initial-cluster", "a"}, nil, "initial-cluster"},
+		{[]string{"--initial-cluster", "default=ftp://x:1"}, nil, "initial-cluster"},
+		{[]string{"--auto-compaction-mode", "daily"}, nil, "auto-compaction-mode"},
+		{[]string{"--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"}, nil, "auto-compaction-retention"},
+		{[]string{"--log-level", "loud"}, nil, "log-level"},
+		{[]string{"--logger", "capnslog"}, nil, "logger"},
+		{[]string{"--max-request-bytes", "999999999"}, nil, "max-request-bytes"},
+		{nil, map[string]string{"ETCD_SNAPSHOT_COUNT": "many"}, "ETCD_SNAPSHOT_COUNT"},
+		{[]string{"stray"}, nil, "stray"},
+	}
+	for _, c := range cases {
+		var stderr bytes.Buffer
+		code := run(c.args, env(c.env), &stderr)
+		if code != 2 {
+			t.Errorf("%v: exit code %d, want 2", c.args, code)
+		}
+		if !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: message %q does not mention %q", c.args, stderr.String(), c.want)
+		}
+	}
+}
+
+// TestRetention checks both auto compaction modes.
+func TestRetention(t *testing.T) {
+	ac, err := parseRetention("periodic", "1")
+	if err != nil || ac.Period != time.Hour {
+		t.Errorf("periodic 1: %+v %v", ac, err)
+	}
+	ac, err = parseRetention("periodic", "30m")
+	if err != nil || ac.Period != 30*time.Minute {
+		t.Errorf("periodic 30m: %+v %v", ac, err)
+	}
+	ac, err = parseRetention("revision", "1000")
+	if err != nil || ac.Revisions != 1000 {
+		t.Errorf("revision 1000: %+v %v", ac, err)
+	}
+}

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Config is everything a member needs to start. cmd/synod fills it from
+// etcd-compatible flags; tests fill it directly.
+type Config struct {
+	// Name is this member's name in InitialCluster.
+	Name string
+	// DataDir holds the WAL, the snapshots and the key space.
+	DataDir string
+	// WALDir, if set, puts the WAL elsewhere (a dedicated disk).
+	WALDir string
+
+	// SnapshotCount is the number of applied entries between snapshots
+	// (after which the raft log before the snapshot is compacted).
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many entries are kept in the log
+	// behind a snapshot so that slightly lagging followers catch up from
+	// the log, not with a whole snapshot.
+	SnapshotCatchUpEntries uint64
+	// MaxSnapshots and MaxWALs bound the files kept (0 keeps all).
+	MaxSnapshots, MaxWALs int
+
+	// HeartbeatInterval is the raft tick; ElectionTimeout is a multiple of it.
+	HeartbeatInterval, ElectionTimeout time.Duration
+	// PreVote enables the pre-vote phase (on by default in cmd/synod).
+	PreVote bool
+	// LeaseReads serves linearizable reads from the leader's lease
+	// (check-quorum) instead of a heartbeat round per batch.
+	LeaseReads bool
+
+	// PeerURLs are this member's advertised peer URLs; ClientURLs its
+	// advertised client URLs.
+	PeerURLs, ClientURLs []string
+	// InitialCluster maps names to peer URLs (for a new member only).
+	InitialCluster map[string][]string
+	// InitialClusterState is "new" or "existing".
+	InitialClusterState string
+	// InitialClusterToken separates clusters built from the same URLs.
+	InitialClusterToken string
+
+	// QuotaBackendBytes raises the NOSPACE alarm when the key space grows
+	// past it (0: default 2 GiB; negative: no quota).
+	QuotaBackendBytes int64
+	// MaxTxnOps bounds the operations of one Txn.
+	MaxTxnOps int
+	// MaxRequestBytes bounds a client request.
+	MaxRequestBytes int
+
+	// AutoCompaction compacts old history automatically.
+	AutoCompaction AutoCompaction
+
+	// RequestTimeout bounds how long a write waits for its result; zero
+	// means 5s plus two election timeouts, as etcd.
+	RequestTimeout time.Duration
+
+	// Logger receives the member's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults used when a Config field is zero.
+const (
+	DefaultSnapshotCount          = 10000
+	DefaultSnapshotCatchUpEntries = 5000
+	DefaultHeartbeatInterval      = 100 * time.Millisecond
+	DefaultElectionTimeout        = 1000 * time.Millisecond
+	DefaultQuotaBackendBytes      = 2 << 30
+	DefaultMaxTxnOps              = 128
+	DefaultMaxRequestBytes        = 1536 * 1024
+)
+
+// errInvalidConfig marks configuration errors.
+var errInvalidConfig = errors.New("invalid configuration")
+
+// withDefaults returns a copy with zero fields defaulted and checks it.
+func (c Config) withDefaults() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return c, fmt.Errorf("%w: %s", errInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if c.Name == "" {
+		return bad("member name is empty")
+	}
+	if c.DataDir == "" {
+		return bad("data directory is empty")
+	}
+	if c.WALDir == "" {
+		c.WALDir = filepath.Join(c.DataDir, "member", "wal")
+	}
+	if c.SnapshotCount == 0 {
+		c.SnapshotCount = DefaultSnapshotCount
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = min(DefaultSnapshotCatchUpEntries, c.SnapshotCount)
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.HeartbeatInterval < time.Millisecond {
+		return bad("heartbeat interval %v is below 1ms", c.HeartbeatInterval)
+	}
+	if c.ElectionTimeout < 5*c.HeartbeatInterval {
+		return bad("election timeout %v must be at least 5 times the heartbeat interval %v", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if c.ElectionTimeout > 50*time.Second {
+		return bad("election timeout %v is above the 50s maximum", c.ElectionTimeout)
+	}
+	if c.QuotaBackendBytes == 0 {
+		c.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = DefaultMaxTxnOps
+	}
+	if c.MaxTxnOps < 0 {
+		return bad("max txn ops %d is negative", c.MaxTxnOps)
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxRequestBytes < 0 {
+		return bad("max request bytes %d is negative", c.MaxRequestBytes)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 5*time.Second + 2*c.ElectionTimeout
+	}
+	switch c.InitialClusterState {
+	case "":
+		c.InitialClusterState = "new"
+	case "new", "existing":
+	default:
+		return bad("initial cluster state %q: want new or existing", c.InitialClusterState)
+	}
+	if c.InitialClusterToken == "" {
+		c.InitialClusterToken = "etcd-cluster"
+	}
+	if len(c.PeerURLs) == 0 {
+		return bad("no advertised peer URL")
+	}
+	for _, u := range append(slices.Clone(c.PeerURLs), c.ClientURLs...) {
+		if err := checkURL(u); err != nil {
+			return bad("%v", err)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// electionTicks is the election timeout in heartbeat ticks.
+func (c *Config) electionTicks() int {
+	return int(c.ElectionTimeout / c.HeartbeatInterval)
+}

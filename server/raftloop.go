@@ -1,0 +1,130 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/synod-db/synod/raft"
+	"github.com/synod-db/synod/raft/raftpb"
+)
+
+// applyJob is one Ready's worth of work for the apply goroutine.
+type applyJob struct {
+	snapshot *raftpb.SnapshotMetadata
+	entries  []raftpb.Entry
+}
+
+// raftLoop ticks the node and handles each Ready in the order the Ready
+// contract gives: messages that may precede the write go out first (the
+// leader's appends travel while its own fsync runs), the write is one WAL
+// group commit, acknowledgements follow it, and committed entries are
+// handed to the apply goroutine without waiting for them to be applied.
+func (s *Server) raftLoop() {
+	ticker := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			s.node.Tick()
+		case rd := <-s.node.Ready():
+			if err := s.handleReady(rd); err != nil {
+				s.fatal("handle raft ready", err)
+				return
+			}
+			s.node.Advance()
+		case <-s.stopping:
+			return
+		}
+	}
+}
+
+// handleReady does everything a Ready asks but the Advance.
+func (s *Server) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		s.setLeader(rd.SoftState.Lead)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		s.term.Store(rd.HardState.Term)
+		s.committed.Store(rd.HardState.Commit)
+	}
+	for _, rs := range rd.ReadStates {
+		select {
+		case s.readStatec <- rs:
+		case <-s.stopping:
+			return nil
+		}
+	}
+	s.tr.Send(rd.Messages)
+	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
+	if !hasSnap && len(rd.CommittedEntries) > 0 {
+		// Committed entries are durable already: apply them while this
+		// Ready's write runs.
+		if !s.toApply(applyJob{entries: rd.CommittedEntries}) {
+			return nil
+		}
+	}
+	if hasSnap {
+		if err := s.persistReceivedSnapshot(rd.Snapshot.Metadata); err != nil {
+			return err
+		}
+	}
+	if err := s.logs.Save(rd.HardState, rd.Entries, rd.MustSync); err != nil {
+		return fmt.Errorf("persist entries: %w", err)
+	}
+	s.tr.Send(rd.MessagesAfterPersist)
+	if hasSnap {
+		meta := rd.Snapshot.Metadata
+		if !s.toApply(applyJob{snapshot: &meta, entries: rd.CommittedEntries}) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// toApply queues work for the apply goroutine; false if stopping.
+func (s *Server) toApply(j applyJob) bool {
+	select {
+	case s.applyc <- j:
+		return true
+	case <-s.stopping:
+		return false
+	}
+}
+
+// persistReceivedSnapshot installs a snapshot received from the leader in
+// the raft log (WAL marker and snapshot file) before anything that
+// follows it is persisted.
+func (s *Server) persistReceivedSnapshot(meta raftpb.SnapshotMetadata) error {
+	path := s.incomingPath(meta)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open received snapshot: %w", err)
+	}
+	defer f.Close()
+	if err := s.logs.ApplySnapshot(meta, f); err != nil {
+		return fmt.Errorf("persist received snapshot %d: %w", meta.Index, err)
+	}
+	return os.Remove(path)
+}
+
+// setLeader publishes a leader change.
+func (s *Server) setLeader(lead uint64) {
+	old := s.lead.Swap(lead)
+	if old == lead {
+		return
+	}
+	s.lg.Info("leader changed", "from", fmt.Sprintf("%x", old), "to", fmt.Sprintf("%x", lead), "term", s.term.Load())
+	s.leadMu.Lock()
+	close(s.leadChg)
+	s.leadChg = make(chan struct{})
+	s.leadMu.Unlock()
+}
+
+// fatal logs an error the member cannot continue after (its disk failed
+// under it) and stops it: continuing could acknowledge writes it has not
+// persisted.
+func (s *Server) fatal(what string, err error) {
+	s.lg.Error("stopping the member after a fatal error", "during", what, "err", err)
+	go s.Stop()
+}

@@ -1,0 +1,343 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/synod-db/synod/raft"
+	"github.com/synod-db/synod/server/kvapply"
+)
+
+// Range reads keys: linearizable (after a ReadIndex round) unless the
+// request asks for a serializable read, which is served locally at once.
+func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if !r.Serializable {
+		if err := s.LinearizableRead(ctx); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := kvapply.Range(s.kv, r)
+	if err != nil {
+		return nil, err
+	}
+	s.fillHeader(&resp.Header, resp.Header.GetRevision())
+	return resp, nil
+}
+
+// Put writes a key through raft.
+func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	resp, err := s.proposeWrite(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.PutResponse)
+	s.fillHeader(&out.Header, out.Header.GetRevision())
+	return out, nil
+}
+
+// DeleteRange deletes keys through raft.
+func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	resp, err := s.proposeWrite(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.DeleteRangeResponse)
+	s.fillHeader(&out.Header, out.Header.GetRevision())
+	return out, nil
+}
+
+// Txn runs a transaction: through raft if it writes, else as a read at
+// one revision (linearizable unless every range in it is serializable).
+func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if kvapply.IsReadOnlyTxn(r) {
+		if !isSerializableTxn(r) {
+			if err := s.LinearizableRead(ctx); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := kvapply.ReadTxn(s.kv, r)
+		if err != nil {
+			return nil, err
+		}
+		s.fillHeader(&resp.Header, resp.Header.GetRevision())
+		return resp, nil
+	}
+	resp, err := s.proposeWrite(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.TxnResponse)
+	s.fillHeader(&out.Header, out.Header.GetRevision())
+	return out, nil
+}
+
+// Compact compacts the key space's history up to a revision; with
+// physical it returns only once the compaction is applied on this member
+// (synod compacts in the apply step, so that is always the case).
+func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	out := resp.(*pb.CompactionResponse)
+	s.fillHeader(&out.Header, out.Header.GetRevision())
+	return out, nil
+}
+
+// fillHeader sets a response header's cluster, member, term and revision
+// (the current revision if rev is 0).
+func (s *Server) fillHeader(h **pb.ResponseHeader, rev int64) {
+	if rev == 0 {
+		rev = s.kv.Rev()
+	}
+	*h = &pb.ResponseHeader{ClusterId: s.clusterID, MemberId: s.id, Revision: rev, RaftTerm: s.term.Load()}
+}
+
+// Header returns a response header for a request answered now.
+func (s *Server) Header() *pb.ResponseHeader {
+	var h *pb.ResponseHeader
+	s.fillHeader(&h, 0)
+	return h
+}
+
+// proposeWrite proposes a key-space write, refused while the NOSPACE
+// alarm is raised.
+func (s *Server) proposeWrite(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+	if s.alarms.active(pb.AlarmType_NOSPACE) {
+		return nil, ErrNoSpace
+	}
+	if s.cfg.QuotaBackendBytes > 0 && s.kv.DiskSize() > s.cfg.QuotaBackendBytes {
+		s.raiseNoSpace()
+		return nil, ErrNoSpace
+	}
+	return s.propose(ctx, r)
+}
+
+// raiseNoSpace proposes the NOSPACE alarm for this member (once at a time).
+func (s *Server) raiseNoSpace() {
+	if !s.raisingAlarm.CompareAndSwap(false, true) {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.raisingAlarm.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+		defer cancel()
+		req := &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: s.id, Alarm: pb.AlarmType_NOSPACE}
+		if _, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: req}); err != nil {
+			s.lg.Warn("raise NOSPACE alarm", "err", err)
+		}
+	}()
+}
+
+// propose replicates a request and waits for the result of applying it.
+func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+	id := s.nextRequestID()
+	r.ID = id
+	r.Header = &pb.RequestHeader{ID: id}
+	data, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > s.cfg.MaxRequestBytes {
+		return nil, ErrRequestTooLarge
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	ch := s.w.register(id, s.term.Load())
+	if err := s.proposeData(cctx, data); err != nil {
+		s.w.cancel(id)
+		return nil, err
+	}
+	select {
+	case res := <-ch:
+		return res.resp, res.err
+	case <-cctx.Done():
+		s.w.cancel(id)
+		return nil, s.timeoutError(ctx, cctx)
+	case <-s.stopping:
+		s.w.cancel(id)
+		return nil, ErrStopped
+	}
+}
+
+// proposeData hands data to raft, waiting for a leader if there is none
+// (raft drops proposals while an election runs).
+func (s *Server) proposeData(ctx context.Context, data []byte) error {
+	for {
+		lc := s.leaderChanged()
+		hadLeader := s.lead.Load() != 0
+		err := s.node.Propose(ctx, data)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, raft.ErrProposalDropped) && !hadLeader:
+			select {
+			case <-lc:
+				continue
+			case <-ctx.Done():
+				return s.timeoutError(ctx, ctx)
+			case <-s.stopping:
+				return ErrStopped
+			}
+		case errors.Is(err, raft.ErrProposalDropped):
+			return ErrTooManyRequests
+		case errors.Is(err, raft.ErrStopped):
+			return ErrStopped
+		case ctx.Err() != nil:
+			return s.timeoutError(ctx, ctx)
+		default:
+			return err
+		}
+	}
+}
+
+// ErrTooManyRequests is returned when the leader's uncommitted log is full.
+var ErrTooManyRequests = errors.New("server: too many requests")
+
+// timeoutError turns an expired wait into the error a client should see:
+// the caller's own cancellation, or a timeout that says whether the
+// cluster had a leader.
+func (s *Server) timeoutError(parent, ctx context.Context) error {
+	if err := parent.Err(); err != nil {
+		return err
+	}
+	if s.lead.Load() == 0 {
+		return ErrTimeoutLeader
+	}
+	return ErrTimeout
+}
+
+// LinearizableRead returns once this member has applied every write
+// acknowledged before the call. Concurrent callers share one ReadIndex
+// round: they join the batch that the read loop sends next.
+func (s *Server) LinearizableRead(ctx context.Context) error {
+	s.readMu.Lock()
+	b := s.readBatch
+	s.readMu.Unlock()
+	select {
+	case s.readWake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stopping:
+		return ErrStopped
+	}
+}
+
+// readBatch is the set of reads waiting for the same ReadIndex round.
+type readBatch struct {
+	done chan struct{}
+	err  error
+}
+
+func newReadBatch() *readBatch { return &readBatch{done: make(chan struct{})} }
+
+// notify releases the batch with err (nil: the read may proceed).
+func (b *readBatch) notify(err error) {
+	select {
+	case <-b.done:
+	default:
+		b.err = err
+		close(b.done)
+	}
+}
+
+// readLoop runs one ReadIndex round per batch of waiting reads.
+func (s *Server) readLoop() {
+	for {
+		select {
+		case <-s.readWake:
+		case <-s.stopping:
+			return
+		}
+		s.readMu.Lock()
+		b := s.readBatch
+		s.readBatch = newReadBatch()
+		s.readMu.Unlock()
+		index, err := s.readIndex()
+		if err != nil {
+			b.notify(err)
+			continue
+		}
+		select {
+		case <-s.applied.wait(index):
+			b.notify(nil)
+		case <-s.stopping:
+			b.notify(ErrStopped)
+			return
+		}
+	}
+}
+
+// readIndex runs one ReadIndex round and returns the index to wait for.
+func (s *Server) readIndex() (uint64, error) {
+	id := u64(s.nextRequestID())
+	lc := s.leaderChanged()
+	if s.lead.Load() == 0 {
+		// Give an election in progress the time to finish.
+		select {
+		case <-lc:
+			lc = s.leaderChanged()
+		case <-time.After(s.cfg.ElectionTimeout):
+			return 0, ErrNoLeader
+		case <-s.stopping:
+			return 0, ErrStopped
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.node.ReadIndex(ctx, id); err != nil {
+		return 0, ErrStopped
+	}
+	retry := time.NewTicker(500 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		select {
+		case rs := <-s.readStatec:
+			if bytes.Equal(rs.RequestCtx, id) {
+				return rs.Index, nil
+			}
+		case <-lc:
+			return 0, ErrLeaderChanged
+		case <-retry.C:
+			if err := s.node.ReadIndex(ctx, id); err != nil {
+				return 0, ErrStopped
+			}
+		case <-ctx.Done():
+			return 0, ErrTimeout
+		case <-s.stopping:
+			return 0, ErrStopped
+		}
+	}
+}
+
+// isSerializableTxn reports whether every range of a read-only txn (at
+// any depth) asks for a serializable read, so no ReadIndex is needed.
+func isSerializableTxn(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			switch {
+			case op.GetRequestRange() != nil:
+				if !op.GetRequestRange().Serializable {
+					return false
+				}
+			case op.GetRequestTxn() != nil:
+				if !isSerializableTxn(op.GetRequestTxn()) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
