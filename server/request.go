@@ -151,7 +151,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	ch := s.w.register(id, s.term.Load())
-	if err := s.proposeData(cctx, data); err != nil {
+	if err := s.proposeData(ctx, cctx, data); err != nil {
 		s.w.cancel(id)
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 
 // proposeData hands data to raft, waiting for a leader if there is none
 // (raft drops proposals while an election runs).
-func (s *Server) proposeData(ctx context.Context, data []byte) error {
+func (s *Server) proposeData(parent, ctx context.Context, data []byte) error {
 	for {
 		lc := s.leaderChanged()
 		hadLeader := s.lead.Load() != 0
@@ -182,7 +182,7 @@ func (s *Server) proposeData(ctx context.Context, data []byte) error {
 			case <-lc:
 				continue
 			case <-ctx.Done():
-				return s.timeoutError(ctx, ctx)
+				return s.timeoutError(parent, ctx)
 			case <-s.stopping:
 				return ErrStopped
 			}
@@ -191,7 +191,7 @@ func (s *Server) proposeData(ctx context.Context, data []byte) error {
 		case errors.Is(err, raft.ErrStopped):
 			return ErrStopped
 		case ctx.Err() != nil:
-			return s.timeoutError(ctx, ctx)
+			return s.timeoutError(parent, ctx)
 		default:
 			return err
 		}

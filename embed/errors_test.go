@@ -1,0 +1,105 @@
+package embed
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/synod-db/synod/server"
+)
+
+// TestNoQuorumErrors stops two of three members and checks the errors the
+// survivor gives: no leader for clients that require one, a timeout for a
+// write, and a refused membership change.
+func TestNoQuorumErrors(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *server.Config) { cfg.RequestTimeout = time.Second })
+	ctx := ctxT(t)
+	li := c.leaderIndex()
+	survivor := (li + 1) % 3
+	cli := c.client(survivor)
+	if _, err := cli.Put(ctx, "before", "x"); err != nil {
+		t.Fatal(err)
+	}
+	// With one member down, adding a voter is refused: the cluster could
+	// not reach quorum with it.
+	c.stop((li + 2) % 3)
+	_, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:1"})
+	if rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCMemberNotEnoughStarted) {
+		t.Fatalf("member add with a member down: %v", err)
+	}
+	c.stop(li)
+	waitFor(t, "the survivor to lose its leader", func() bool { return c.members[survivor].m.Server.Leader() == 0 })
+	_, err = cli.Get(clientv3.WithRequireLeader(ctx), "before")
+	if rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoLeader) {
+		t.Fatalf("get with require-leader and no leader: %v", err)
+	}
+	// A serializable read is still served.
+	resp, err := cli.Get(ctx, "before", clientv3.WithSerializable())
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("serializable get without quorum: %v %v", err, resp)
+	}
+	// A write times out; clientv3 does not retry writes.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = cli.Put(wctx, "after", "x")
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("put without quorum: %v", err)
+	}
+}
+
+// TestLearnerNotReady checks that a learner that has not caught up (it
+// was never started) cannot be promoted.
+func TestLearnerNotReady(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := ctxT(t)
+	cli := c.client(c.leaderIndex())
+	add, err := cli.MemberAddAsLearner(ctx, []string{"http://" + freeAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cli.MemberPromote(ctx, add.Member.ID)
+	if rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCLearnerNotReady) {
+		t.Fatalf("promote of a learner that never started: %v", err)
+	}
+	if _, err := cli.MemberAdd(ctx, add.Member.PeerURLs); rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCPeerURLExist) {
+		t.Fatalf("adding the same peer URL twice: %v", err)
+	}
+	if _, err := cli.MemberRemove(ctx, add.Member.ID); err != nil {
+		t.Fatalf("removing the learner: %v", err)
+	}
+}
+
+// TestNoSpaceAlarm fills a member past its quota: writes are refused
+// with NOSPACE until the alarm is disarmed, reads go on.
+func TestNoSpaceAlarm(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *server.Config) { cfg.QuotaBackendBytes = 1 })
+	ctx := ctxT(t)
+	cli := c.client()
+	_, err := cli.Put(ctx, "k", "v")
+	if rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoSpace) {
+		t.Fatalf("put over quota: %v", err)
+	}
+	waitFor(t, "the NOSPACE alarm", func() bool {
+		resp, err := cli.AlarmList(ctx)
+		return err == nil && len(resp.Alarms) == 1 && resp.Alarms[0].Alarm == pb.AlarmType_NOSPACE
+	})
+	if _, err := cli.Get(ctx, "k"); err != nil {
+		t.Fatalf("read under the alarm: %v", err)
+	}
+	st, err := cli.Status(ctx, c.members[0].clientAddr)
+	if err != nil || len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "NOSPACE") {
+		t.Fatalf("status under the alarm: %v %v", err, st)
+	}
+	resp, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: c.members[0].m.Server.ID(), Alarm: pb.AlarmType_NOSPACE})
+	if err != nil || len(resp.Alarms) != 1 {
+		t.Fatalf("disarm: %v %v", err, resp)
+	}
+	if resp, err := cli.AlarmList(ctx); err != nil || len(resp.Alarms) != 0 {
+		t.Fatalf("alarms after disarm: %v %v", err, resp)
+	}
+}
