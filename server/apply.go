@@ -134,24 +134,33 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 	return nil
 }
 
+// afterWrite tells the watchers and the lessor about the changes of one
+// applied write (revision rev). Every path that changes the key space
+// calls it, lease revocations included.
+func (s *Server) afterWrite(rev int64, events []mvcc.Event) {
+	s.leaseTrack(events)
+	s.watchNotify(rev, events)
+}
+
 // applyRequest applies a decoded request as entry index.
 func (s *Server) applyRequest(index uint64, req *pb.InternalRaftRequest) (any, error) {
 	switch {
 	case req.Put != nil:
 		var resp *pb.PutResponse
-		rev, _, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
+		rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
 			var err error
-			resp, err = kvapply.Put(tx, req.Put, noLeases)
+			resp, err = kvapply.Put(tx, req.Put, s.leaseChecker())
 			return err
 		})
 		if err != nil || resp == nil { // nil: applied before a restart
 			return nil, err
 		}
+		s.afterWrite(rev, events)
 		resp.Header = &pb.ResponseHeader{Revision: rev}
 		return resp, nil
 	case req.DeleteRange != nil:
 		var resp *pb.DeleteRangeResponse
-		rev, _, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
+		rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
 			var err error
 			resp, err = kvapply.DeleteRange(tx, req.DeleteRange)
 			return err
@@ -159,18 +168,20 @@ func (s *Server) applyRequest(index uint64, req *pb.InternalRaftRequest) (any, e
 		if err != nil || resp == nil { // nil: applied before a restart
 			return nil, err
 		}
+		s.afterWrite(rev, events)
 		resp.Header = &pb.ResponseHeader{Revision: rev}
 		return resp, nil
 	case req.Txn != nil:
 		var resp *pb.TxnResponse
-		rev, _, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
+		rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
 			var err error
-			resp, err = kvapply.Txn(tx, req.Txn, noLeases)
+			resp, err = kvapply.Txn(tx, req.Txn, s.leaseChecker())
 			return err
 		})
 		if err != nil || resp == nil { // nil: applied before a restart
 			return nil, err
 		}
+		s.afterWrite(rev, events)
 		resp.Header = &pb.ResponseHeader{Revision: rev}
 		return resp, nil
 	case req.Compaction != nil:
@@ -196,6 +207,8 @@ func (s *Server) applyRequest(index uint64, req *pb.InternalRaftRequest) (any, e
 		return nil, s.kv.SetMeta(index, metaMembers, s.members.marshal())
 	case req.Alarm != nil:
 		return s.applyAlarm(index, req.Alarm)
+	case req.LeaseGrant != nil, req.LeaseRevoke != nil, req.LeaseCheckpoint != nil:
+		return s.applyLease(index, req)
 	}
 	if err := s.kv.SetConsistentIndex(index); err != nil {
 		return nil, err
@@ -219,10 +232,6 @@ func isStorageFailure(err error) bool {
 	}
 	return false
 }
-
-// noLeases is the lease checker until the lease service exists: every
-// lease is unknown, so a Put with a lease fails with "lease not found".
-var noLeases = kvapply.LeaseCheckerFunc(func(int64) bool { return false })
 
 // confChangeResult answers a membership change proposal.
 type confChangeResult struct {
