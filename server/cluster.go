@@ -14,6 +14,13 @@ import (
 	"github.com/synod-db/synod/raft/tracker"
 )
 
+// IsLearner reports whether this member is a learner, which serves only
+// serializable reads and status, as in etcd.
+func (s *Server) IsLearner() bool {
+	m, ok := s.members.get(s.id)
+	return ok && m.IsLearner
+}
+
 // Members returns the member list as of the applied index.
 func (s *Server) Members() []Member { return s.members.list() }
 

@@ -117,8 +117,9 @@ func (s *Server) TransferLeadershipOnStop(ctx context.Context) {
 	}
 }
 
-// Snapshot streams the whole key space (a consistent copy) to w, followed
-// by the SHA-256 of everything before it, which etcd clients check.
+// Snapshot streams the whole key space (a consistent copy) to w, padded
+// to a multiple of 512 bytes, followed by the SHA-256 of everything before
+// it, which etcd clients check.
 func (s *Server) Snapshot(w io.Writer) error {
 	pit, err := s.kv.OpenSnapshot()
 	if err != nil {
@@ -126,11 +127,35 @@ func (s *Server) Snapshot(w io.Writer) error {
 	}
 	defer pit.Close()
 	h := sha256.New()
-	if err := pit.Stream(io.MultiWriter(w, h)); err != nil {
+	cw := &countingWriter{w: io.MultiWriter(w, h)}
+	if err := pit.Stream(cw); err != nil {
 		return err
+	}
+	// etcd clients accept a snapshot only if the data before the digest
+	// is a whole number of 512-byte pages (etcd's is a database file):
+	// pad with zeros, which a restore ignores after the stream's end.
+	if rem := cw.n % snapshotPage; rem != 0 {
+		if _, err := cw.Write(make([]byte, snapshotPage-rem)); err != nil {
+			return err
+		}
 	}
 	_, err = w.Write(h.Sum(nil))
 	return err
+}
+
+// snapshotPage is the alignment etcd clients expect of snapshot data.
+const snapshotPage = 512
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // HashKV returns the hash of the key space at rev (0: current) and the

@@ -26,8 +26,8 @@ func NewGRPCServer(s *server.Server, m *Metrics) *grpc.Server {
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
-		grpc.ChainUnaryInterceptor(m.unary, requireLeaderUnary(s)),
-		grpc.ChainStreamInterceptor(m.stream, requireLeaderStream(s)),
+		grpc.ChainUnaryInterceptor(m.unary, learnerUnary(s), requireLeaderUnary(s)),
+		grpc.ChainStreamInterceptor(m.stream, learnerStream(s), requireLeaderStream(s)),
 	)
 	pb.RegisterKVServer(g, newKVServer(s))
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
@@ -59,6 +59,43 @@ func requireLeaderStream(s *server.Server) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		if s.Leader() == 0 && requireLeader(ss.Context()) {
 			return rpctypes.ErrGRPCNoLeader
+		}
+		return h(srv, ss)
+	}
+}
+
+// learnerRPCs are the calls a learner serves (besides serializable
+// ranges): it is not in sync enough for anything that must be current.
+var learnerRPCs = map[string]bool{
+	"/etcdserverpb.Maintenance/Status":    true,
+	"/etcdserverpb.Maintenance/Snapshot":  true,
+	"/etcdserverpb.Maintenance/Hash":      true,
+	"/etcdserverpb.Maintenance/HashKV":    true,
+	"/etcdserverpb.Cluster/MemberList":    true,
+	"/etcdserverpb.Cluster/MemberPromote": true,
+}
+
+func learnerAllowed(method string, req any) bool {
+	if learnerRPCs[method] {
+		return true
+	}
+	r, ok := req.(*pb.RangeRequest)
+	return ok && r.Serializable
+}
+
+func learnerUnary(s *server.Server) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if s.IsLearner() && !learnerAllowed(info.FullMethod, req) {
+			return nil, rpctypes.ErrGRPCNotSupportedForLearner
+		}
+		return h(ctx, req)
+	}
+}
+
+func learnerStream(s *server.Server) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if s.IsLearner() && !learnerAllowed(info.FullMethod, nil) {
+			return rpctypes.ErrGRPCNotSupportedForLearner
 		}
 		return h(srv, ss)
 	}
