@@ -9,6 +9,7 @@ import (
 
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -22,6 +23,8 @@ type Store struct {
 
 	mu        sync.RWMutex
 	snaps     sync.WaitGroup // Snapshot streams in progress (they outlive mu)
+	size      atomic.Int64   // DiskSize's cached value
+	sizeAt    atomic.Int64   // when size was computed (unix ns)
 	db        *pebble.DB
 	rev       int64  // current revision
 	compacted int64  // compacted revision (0 if never compacted)

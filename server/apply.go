@@ -1,10 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -376,37 +376,30 @@ func containsID(ids []uint64, id uint64) bool {
 	return false
 }
 
-// maybeSnapshot starts a snapshot once SnapshotCount entries were applied
-// since the last one. The key space is frozen here, between two entries,
-// and streamed to the snapshot file by a background goroutine, which then
-// compacts the raft log.
+// maybeSnapshot compacts the raft log once SnapshotCount entries were
+// applied since the last snapshot. The key space in Pebble is itself the
+// durable state machine, so the snapshot recorded locally is metadata
+// only (its cost does not grow with the key space): a background
+// goroutine syncs the key space, which makes everything applied so far
+// durable, then records the snapshot and lets the WAL drop what precedes
+// it. A follower that needs a snapshot gets the key space as it is when
+// the snapshot is sent (see peerHandler.OpenSnapshot).
 func (s *Server) maybeSnapshot(applied uint64) {
 	if applied-s.snapIndex < s.cfg.SnapshotCount || s.snapshotting.Load() {
 		return
 	}
-	pit, err := s.kv.OpenSnapshot()
-	if err != nil {
-		s.lg.Error("open key space snapshot", "err", err)
-		return
-	}
-	meta := raftpb.SnapshotMetadata{Index: pit.ConsistentIndex(), Term: s.appliedTerm, ConfState: s.confState}
+	meta := raftpb.SnapshotMetadata{Index: applied, Term: s.appliedTerm, ConfState: s.confState}
 	s.snapIndex = meta.Index
 	s.snapshotting.Store(true)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer s.snapshotting.Store(false)
-		defer pit.Close()
-		pr, pw := io.Pipe()
-		streamed := make(chan struct{})
-		go func() {
-			defer close(streamed)
-			pw.CloseWithError(pit.Stream(pw))
-		}()
-		err := s.logs.CreateSnapshot(meta, pr)
-		pr.CloseWithError(errors.New("snapshot aborted"))
-		<-streamed
-		if err != nil {
+		if err := s.kv.Sync(); err != nil {
+			s.lg.Error("sync key space before snapshot", "index", meta.Index, "err", err)
+			return
+		}
+		if err := s.logs.CreateSnapshot(meta, bytes.NewReader(nil)); err != nil {
 			s.lg.Error("save snapshot", "index", meta.Index, "err", err)
 			return
 		}

@@ -19,6 +19,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -386,8 +387,14 @@ func (s *Server) catchUpKV() error {
 	if s.kv.ConsistentIndex() >= meta.Index {
 		return nil
 	}
+	data := bufio.NewReader(rc)
+	if _, err := data.Peek(1); errors.Is(err, io.EOF) {
+		// A local snapshot (metadata only): the key space should have been
+		// synced up to it before the log was compacted.
+		return fmt.Errorf("the key space is at index %d but the raft log was compacted up to %d: entries between are lost; restore this member from another one", s.kv.ConsistentIndex(), meta.Index)
+	}
 	s.lg.Warn("key space is behind the newest snapshot; restoring it", "applied", s.kv.ConsistentIndex(), "snapshot", meta.Index)
-	if err := s.kv.Restore(rc); err != nil {
+	if err := s.kv.Restore(data); err != nil {
 		return fmt.Errorf("restore key space from snapshot %d: %w", meta.Index, err)
 	}
 	return s.reloadMembers()
@@ -518,9 +525,25 @@ func (h *peerHandler) ReportSnapshot(id uint64, st raft.SnapshotStatus) {
 	(*Server)(h).node.ReportSnapshot(id, st)
 }
 
+// OpenSnapshot streams the key space as it is now, which includes every
+// entry up to meta.Index (and maybe more: applying is idempotent, so the
+// receiver skips entries its restored key space already holds).
 func (h *peerHandler) OpenSnapshot(meta raftpb.SnapshotMetadata) (io.ReadCloser, error) {
-	_, rc, err := (*Server)(h).snaps.LoadAt(meta.Term, meta.Index)
-	return rc, err
+	s := (*Server)(h)
+	pit, err := s.kv.OpenSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	if pit.ConsistentIndex() < meta.Index {
+		pit.Close()
+		return nil, fmt.Errorf("key space at index %d is behind snapshot %d", pit.ConsistentIndex(), meta.Index)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		defer pit.Close()
+		pw.CloseWithError(pit.Stream(pw))
+	}()
+	return pr, nil
 }
 
 func (h *peerHandler) ReceiveSnapshot(meta raftpb.SnapshotMetadata, data io.Reader) error {
