@@ -220,10 +220,12 @@ func TestMembershipChanges(t *testing.T) {
 		}
 		return err == nil
 	})
-	resp, err := c.client(3).Get(ctx, "m", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil || resp.Count != 20 {
-		t.Fatalf("promoted member: %v %+v", err, resp)
-	}
+	// The new member serves linearizable reads once it has applied its
+	// own promotion.
+	waitFor(t, "the promoted member to serve reads", func() bool {
+		resp, err := c.client(3).Get(ctx, "m", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 20
+	})
 	// Remove a member that is not the leader.
 	li := c.leaderIndex()
 	victim := (li + 1) % 4

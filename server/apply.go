@@ -83,6 +83,7 @@ func (s *Server) applySnapshot(meta raftpb.SnapshotMetadata) error {
 	if err := s.kv.Restore(rc); err != nil {
 		return fmt.Errorf("restore key space from snapshot %d: %w", meta.Index, err)
 	}
+	s.watchRestored()
 	if err := s.reloadMembers(); err != nil {
 		return err
 	}

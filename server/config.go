@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/synod-db/synod/server/watch"
 )
 
 // Config is everything a member needs to start. cmd/synod fills it from
@@ -57,6 +59,9 @@ type Config struct {
 
 	// AutoCompaction compacts old history automatically.
 	AutoCompaction AutoCompaction
+
+	// Watch tunes the watch hub (zero fields take its defaults).
+	Watch watch.Options
 
 	// RequestTimeout bounds how long a write waits for its result; zero
 	// means 5s plus two election timeouts, as etcd.

@@ -40,6 +40,7 @@ import (
 	"github.com/synod-db/synod/raft"
 	"github.com/synod-db/synod/raft/raftpb"
 	"github.com/synod-db/synod/server/transport"
+	"github.com/synod-db/synod/server/watch"
 	"github.com/synod-db/synod/snap"
 	"github.com/synod-db/synod/wal"
 )
@@ -76,7 +77,8 @@ type Server struct {
 	readBatch  *readBatch
 	readWake   chan struct{}
 
-	alarms *alarmSet
+	alarms   *alarmSet
+	watchHub *watch.Hub
 
 	snapshotting atomic.Bool
 	raisingAlarm atomic.Bool
@@ -231,6 +233,7 @@ func (s *Server) open(peerLn net.Listener) error {
 		return err
 	}
 	s.applied = newAppliedWaiter(s.kv.ConsistentIndex())
+	s.openWatchHub()
 	hs, cs, err := s.logs.InitialState()
 	if err != nil {
 		return err
@@ -431,6 +434,9 @@ func (s *Server) Stop() {
 		s.node.Stop()
 		s.tr.Stop()
 		s.wg.Wait()
+		if s.watchHub != nil {
+			s.watchHub.Close()
+		}
 		s.w.failAll(ErrStopped)
 		s.readBatch.notify(ErrStopped)
 		s.closeStorage()

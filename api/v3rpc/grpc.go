@@ -32,6 +32,7 @@ func NewGRPCServer(s *server.Server, m *Metrics) *grpc.Server {
 	pb.RegisterKVServer(g, newKVServer(s))
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
+	pb.RegisterWatchServer(g, newWatchServer(s))
 	return g
 }
 
