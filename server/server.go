@@ -246,7 +246,13 @@ func (s *Server) open(peerLn net.Listener) error {
 	s.snapIndex = sn.Metadata.Index
 	s.term.Store(hs.Term)
 
-	s.tr, err = transport.New(transport.Config{ClusterID: s.clusterID, ID: s.id, Handler: (*peerHandler)(s), Logger: s.lg})
+	s.tr, err = transport.New(transport.Config{
+		ClusterID: s.clusterID, ID: s.id, Handler: (*peerHandler)(s), Logger: s.lg,
+		OnRemoved: func() {
+			s.lg.Warn("a peer says this member was removed from the cluster; stopping")
+			s.removedOnce.Do(func() { close(s.removed) })
+		},
+	})
 	if err != nil {
 		return err
 	}

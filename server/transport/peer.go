@@ -168,6 +168,9 @@ func (p *peer) run() {
 			if p.ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, ErrMemberRemoved) && p.t.cfg.OnRemoved != nil {
+				p.t.removedOnce.Do(p.t.cfg.OnRemoved)
+			}
 			p.failed(addr)
 			p.dropQueued()
 			backoff = nextBackoff(backoff)

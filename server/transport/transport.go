@@ -101,6 +101,11 @@ type Config struct {
 	// MaxSizePerMsg. Default 64 MiB; at least 4 KiB.
 	MaxFrameBytes int
 
+	// OnRemoved, if set, is called once when a peer refuses this member
+	// because it was removed from the cluster, so that the member can stop
+	// instead of campaigning forever against members that ignore it.
+	OnRemoved func()
+
 	// wrapConn, when set (by tests), wraps every connection this transport
 	// dials, e.g. to count writes.
 	wrapConn func(net.Conn) net.Conn
@@ -175,6 +180,8 @@ type Transport struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	removedOnce sync.Once
 
 	mu      sync.RWMutex
 	stopped bool

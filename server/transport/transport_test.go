@@ -323,7 +323,8 @@ func TestClusterIDMismatchRejected(t *testing.T) {
 
 func TestRemovedMemberRejected(t *testing.T) {
 	checkLeaks(t)
-	a := startMember(t, 1, 7, "")
+	removed := make(chan struct{})
+	a := startMember(t, 1, 7, "", func(c *Config) { c.OnRemoved = func() { close(removed) } })
 	b := startMember(t, 2, 7, "")
 	b.h.mu.Lock()
 	b.h.removed[1] = true
@@ -337,6 +338,11 @@ func TestRemovedMemberRejected(t *testing.T) {
 	waitFor(t, "the refusal logged by the dialer", func() bool {
 		return a.logs.contains("level=ERROR", "removed from the cluster")
 	})
+	select { // OnRemoved tells the member, exactly once (a second close panics)
+	case <-removed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnRemoved not called")
+	}
 	for _, kind := range []streamKind{kindMessages, kindSnapshot} {
 		_, err := dial(context.Background(), time.Second, nil, b.url, b.addr, handshake{
 			version: protocolVersion, kind: kind, clusterID: 7, from: 1, to: 2,
