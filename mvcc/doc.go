@@ -18,6 +18,8 @@
 //	r<main 8B BE><sub 8B BE>               -> record   (history, in revision order)
 //	k<escaped key>\x00\x01<main><sub>      -> record   (key index, per key by revision)
 //	m/rev, m/compacted, m/consistent_index -> 8-byte big-endian metadata
+//	m/lease/<id 8B BE>                     -> lease record (format, TTL, remaining TTL)
+//	m/app/<name>                           -> the server's metadata (members, alarms)
 //
 // A record is: flags (bit 0: tombstone), create revision, version, lease
 // (varints), key length (uvarint), key, value. The user key is escaped in

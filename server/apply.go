@@ -87,6 +87,9 @@ func (s *Server) applySnapshot(meta raftpb.SnapshotMetadata) error {
 	if err := s.reloadMembers(); err != nil {
 		return err
 	}
+	if err := s.reloadLeases(); err != nil {
+		return err
+	}
 	alarms, err := loadAlarms(s.kv)
 	if err != nil {
 		return err

@@ -60,6 +60,9 @@ type Config struct {
 	// AutoCompaction compacts old history automatically.
 	AutoCompaction AutoCompaction
 
+	// Lease tunes leases (checkpointing).
+	Lease LeaseConfig
+
 	// Watch tunes the watch hub (zero fields take its defaults).
 	Watch watch.Options
 

@@ -79,6 +79,7 @@ type Server struct {
 
 	alarms   *alarmSet
 	watchHub *watch.Hub
+	leaseSt  *leaseState
 
 	snapshotting atomic.Bool
 	raisingAlarm atomic.Bool
@@ -230,6 +231,9 @@ func (s *Server) open(peerLn net.Listener) error {
 	}
 	s.alarms, err = loadAlarms(s.kv)
 	if err != nil {
+		return err
+	}
+	if err := s.openLeases(s.cfg.Lease); err != nil {
 		return err
 	}
 	s.applied = newAppliedWaiter(s.kv.ConsistentIndex())
@@ -426,6 +430,7 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.readLoop() }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.publish() }()
+	s.startLeases()
 	if ac := s.cfg.AutoCompaction; ac.Period > 0 || ac.Revisions > 0 {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.compactLoop() }()

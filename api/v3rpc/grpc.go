@@ -33,6 +33,7 @@ func NewGRPCServer(s *server.Server, m *Metrics) *grpc.Server {
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterWatchServer(g, newWatchServer(s))
+	pb.RegisterLeaseServer(g, newLeaseServer(s))
 	return g
 }
 

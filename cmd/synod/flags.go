@@ -46,6 +46,8 @@ type options struct {
 	maxRequestBytes                             uint
 	autoCompactionMode, autoCompactionRetention string
 	preVote, enablePprof, leaseReads            bool
+	leaseCheckpoint                             bool
+	leaseCheckpointInterval                     time.Duration
 	logLevel, logger                            string
 }
 
@@ -81,6 +83,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 	fs.StringVar(&o.autoCompactionRetention, "auto-compaction-retention", "0", "auto compaction retention for the mvcc key space (0 disables; periodic: hours or a duration like 30m)")
 	fs.BoolVar(&o.preVote, "pre-vote", true, "enable the raft pre-vote phase")
 	fs.BoolVar(&o.leaseReads, "experimental-lease-reads", false, "serve linearizable reads from the leader's lease instead of a heartbeat round")
+	fs.BoolVar(&o.leaseCheckpoint, "experimental-enable-lease-checkpoint", false, "the leader records the remaining TTL of leases through raft, so that a restart does not refresh them")
+	fs.DurationVar(&o.leaseCheckpointInterval, "experimental-lease-checkpoint-interval", 5*time.Minute, "how often the leader checkpoints leases' remaining TTL")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error, panic or fatal")
 	fs.StringVar(&o.logger, "logger", "zap", "log format: zap (JSON, etcd's default), json or text")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve runtime profiling data on /debug/pprof/ of the client port")
@@ -171,6 +175,7 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 			MaxTxnOps:           int(o.maxTxnOps),
 			MaxRequestBytes:     int(o.maxRequestBytes),
 			AutoCompaction:      retention,
+			Lease:               leaseConfig(o.leaseCheckpoint, o.leaseCheckpointInterval),
 			Logger:              logger,
 		},
 		ListenPeerURLs:   o.listenPeer,
@@ -212,4 +217,12 @@ func parseRetention(mode, retention string) (server.AutoCompaction, error) {
 		return server.AutoCompaction{Revisions: n}, nil
 	}
 	return server.AutoCompaction{}, fmt.Errorf("invalid --auto-compaction-mode %q: want periodic or revision", mode)
+}
+
+// leaseConfig reads the lease checkpoint flags.
+func leaseConfig(enabled bool, interval time.Duration) server.LeaseConfig {
+	if !enabled {
+		return server.LeaseConfig{}
+	}
+	return server.LeaseConfig{CheckpointInterval: interval}
 }

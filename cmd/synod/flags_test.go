@@ -88,6 +88,19 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
+// TestLeaseCheckpointFlags checks that checkpointing is off by default
+// and takes its interval when enabled.
+func TestLeaseCheckpointFlags(t *testing.T) {
+	cfg, _, err := parseFlags(nil, env(nil), &bytes.Buffer{})
+	if err != nil || cfg.Lease.CheckpointInterval != 0 {
+		t.Fatalf("default: %v %v", cfg.Lease, err)
+	}
+	cfg, _, err = parseFlags([]string{"--experimental-enable-lease-checkpoint", "--experimental-lease-checkpoint-interval", "30s"}, env(nil), &bytes.Buffer{})
+	if err != nil || cfg.Lease.CheckpointInterval != 30*time.Second {
+		t.Fatalf("enabled: %v %v", cfg.Lease, err)
+	}
+}
+
 // TestRetention checks both auto compaction modes.
 func TestRetention(t *testing.T) {
 	ac, err := parseRetention("periodic", "1")

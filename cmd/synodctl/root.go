@@ -224,6 +224,7 @@ on the command line wins over the environment.`,
 		a.snapshotCommand(),
 		a.defragCommand(),
 		a.alarmCommand(),
+		a.leaseCommand(),
 		a.versionCommand(),
 	)
 	return root

@@ -1,0 +1,882 @@
+package embed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/synod-db/synod/server"
+)
+
+// The test clusters use a 100ms election timeout, so the shortest lease
+// is 1s and a new leader extends leases by 200ms.
+const (
+	testMinTTL = 1
+	testExtend = 200 * time.Millisecond
+)
+
+// withLeaseCheckpoints turns on lease checkpointing every d.
+func withLeaseCheckpoints(d time.Duration) func(*server.Config) {
+	return func(cfg *server.Config) { cfg.Lease.CheckpointInterval = d }
+}
+
+func grant(t *testing.T, cli *clientv3.Client, ttl int64) clientv3.LeaseID {
+	t.Helper()
+	resp, err := cli.Grant(ctxT(t), ttl)
+	if err != nil {
+		t.Fatalf("grant ttl %d: %v", ttl, err)
+	}
+	if resp.TTL != max(ttl, testMinTTL) || resp.ID == 0 {
+		t.Fatalf("grant ttl %d: got %+v", ttl, resp)
+	}
+	return resp.ID
+}
+
+func countPrefix(t *testing.T, cli *clientv3.Client, prefix string, opts ...clientv3.OpOption) int64 {
+	t.Helper()
+	resp, err := cli.Get(ctxT(t), prefix, append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, opts...)...)
+	if err != nil {
+		t.Fatalf("count %s: %v", prefix, err)
+	}
+	return resp.Count
+}
+
+func sameErr(err, want error) bool {
+	return err != nil && rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(want)
+}
+
+// TestLeaseRevokeDeletesKeysInOneRevision attaches many keys to a lease
+// through every member and revokes it: every key goes in one revision.
+func TestLeaseRevokeDeletesKeysInOneRevision(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := ctxT(t)
+	cli := c.client()
+	id := grant(t, cli, 60)
+	other := grant(t, cli, 60)
+	const n = 600
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wc := c.client(w % 3)
+			for i := w; i < n; i += 6 {
+				if _, err := wc.Put(ctx, fmt.Sprintf("lease/k%04d", i), "v", clientv3.WithLease(id)); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	// A key moved to another lease, a key detached, a key deleted, and a
+	// key put without lease stay out of the revocation.
+	mustPut := func(key string, opts ...clientv3.OpOption) {
+		t.Helper()
+		if _, err := cli.Put(ctx, key, "v", opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPut("lease/k0000", clientv3.WithLease(other))
+	mustPut("lease/k0001")
+	if _, err := cli.Delete(ctx, "lease/k0002"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "lease/k0003", "", clientv3.WithIgnoreValue()); err != nil { // without ignore_lease it detaches
+		t.Fatal(err)
+	}
+	mustPut("plain")
+	if _, err := cli.Txn(ctx).Then(clientv3.OpPut("lease/txn", "v", clientv3.WithLease(id))).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	ttl, err := cli.TimeToLive(ctx, id, clientv3.WithAttachedKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKeys := n - 4 + 1
+	if len(ttl.Keys) != wantKeys {
+		t.Fatalf("attached keys: %d, want %d", len(ttl.Keys), wantKeys)
+	}
+	before := mustRev(t, cli)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	wch := c.client(1).Watch(wctx, "lease/", clientv3.WithPrefix(), clientv3.WithRev(before+1))
+	resp, err := cli.Revoke(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := resp.Header.Revision
+	if rev != before+1 {
+		t.Fatalf("revoke at revision %d, want one revision after %d", rev, before)
+	}
+	// Watchers get the whole revocation at once: one delete per key, all
+	// at the revocation's revision, in one response.
+	select {
+	case wr := <-wch:
+		if err := wr.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if len(wr.Events) != wantKeys {
+			t.Fatalf("watch got %d events, want %d in one response", len(wr.Events), wantKeys)
+		}
+		for _, ev := range wr.Events {
+			if ev.Type != clientv3.EventTypeDelete || ev.Kv.ModRevision != rev {
+				t.Fatalf("watch event %v at %d, want deletes at %d", ev.Type, ev.Kv.ModRevision, rev)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch response for the revocation")
+	}
+	if got := countPrefix(t, cli, "lease/", clientv3.WithRev(rev-1)); got != int64(n-1+1) {
+		t.Fatalf("keys before the revocation: %d", got)
+	}
+	if got := countPrefix(t, cli, "lease/", clientv3.WithRev(rev)); got != 3 {
+		t.Fatalf("keys left after the revocation: %d, want 3 (k0000 on another lease, k0001 and k0003 detached)", got)
+	}
+	// Every member applied the same.
+	for i := range c.members {
+		waitFor(t, fmt.Sprintf("member %d to apply the revocation", i), func() bool {
+			r, err := c.client(i).Get(ctx, "lease/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithKeysOnly())
+			return err == nil && r.Header.Revision >= rev && r.Count == 3
+		})
+	}
+	if _, err := cli.Get(ctx, "plain"); err != nil {
+		t.Fatal(err)
+	}
+	if tl, err := cli.TimeToLive(ctx, id); err != nil || tl.TTL != -1 {
+		t.Fatalf("time to live of a revoked lease: %v %+v", err, tl)
+	}
+	if _, err := cli.Revoke(ctx, id); !sameErr(err, rpctypes.ErrGRPCLeaseNotFound) {
+		t.Fatalf("second revoke: %v", err)
+	}
+	if _, err := cli.Put(ctx, "late", "v", clientv3.WithLease(id)); !sameErr(err, rpctypes.ErrGRPCLeaseNotFound) {
+		t.Fatalf("put with a revoked lease: %v", err)
+	}
+}
+
+// TestLeaseExpiryDeletesKeys lets a lease run out: its keys vanish after
+// its TTL, not before, and not much later.
+func TestLeaseExpiryDeletesKeys(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	cli := c.client()
+	ctx := ctxT(t)
+	start := time.Now()
+	id := grant(t, cli, 2)
+	for i := range 20 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("exp/%d", i), "v", clientv3.WithLease(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var gone time.Time
+	waitFor(t, "the lease to expire", func() bool {
+		if countPrefix(t, cli, "exp/", clientv3.WithSerializable()) == 0 {
+			gone = time.Now()
+			return true
+		}
+		return false
+	})
+	if early := start.Add(2 * time.Second); gone.Before(early) {
+		t.Fatalf("keys gone %v after the grant, before the 2s TTL", gone.Sub(start))
+	}
+	t.Logf("keys gone %v after the grant", gone.Sub(start))
+	if late := start.Add(2*time.Second + 2*time.Second); gone.After(late) {
+		t.Fatalf("keys gone only %v after the grant", gone.Sub(start))
+	}
+	if tl, err := cli.TimeToLive(ctx, id); err != nil || tl.TTL != -1 {
+		t.Fatalf("time to live of an expired lease: %v %+v", err, tl)
+	}
+	if _, err := cli.KeepAliveOnce(ctx, id); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("keep-alive of an expired lease: %v", err)
+	}
+}
+
+// TestLeaseKeepAliveManyClients keeps short leases alive from many
+// clients, each on one member (followers forward to the
+// leader), then lets half of them go.
+func TestLeaseKeepAliveManyClients(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := ctxT(t)
+	const clients, perClient = 12, 3
+	type kept struct {
+		id     clientv3.LeaseID
+		cancel context.CancelFunc
+		ch     <-chan *clientv3.LeaseKeepAliveResponse
+	}
+	var all []kept
+	var responses atomic.Int64
+	var wg sync.WaitGroup
+	for ci := range clients {
+		cli := c.client(ci % 3)
+		for j := range perClient {
+			id := grant(t, cli, 2)
+			if _, err := cli.Put(ctx, fmt.Sprintf("ka/%02d/%d", ci, j), "v", clientv3.WithLease(id)); err != nil {
+				t.Fatal(err)
+			}
+			kctx, cancel := context.WithCancel(ctx)
+			ch, err := cli.KeepAlive(kctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, kept{id, cancel, ch})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range ch {
+					responses.Add(1)
+				}
+			}()
+		}
+	}
+	t.Cleanup(func() {
+		for _, k := range all {
+			k.cancel()
+		}
+		wg.Wait()
+	})
+	time.Sleep(5 * time.Second) // two and a half TTLs
+	if got := countPrefix(t, c.client(), "ka/"); got != clients*perClient {
+		t.Fatalf("%d keys alive, want %d", got, clients*perClient)
+	}
+	if responses.Load() < clients*perClient*5 {
+		t.Fatalf("only %d keep-alive responses", responses.Load())
+	}
+	// Stop every other lease's keep-alive: those expire, the rest live.
+	for i, k := range all {
+		if i%2 == 0 {
+			k.cancel()
+		}
+	}
+	waitFor(t, "half the leases to expire", func() bool {
+		return countPrefix(t, c.client(), "ka/") == clients*perClient/2
+	})
+	time.Sleep(2 * time.Second)
+	if got := countPrefix(t, c.client(), "ka/"); got != clients*perClient/2 {
+		t.Fatalf("%d keys alive, want %d", got, clients*perClient/2)
+	}
+	for i, k := range all {
+		tl, err := c.client().TimeToLive(ctx, k.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if alive := tl.TTL > 0; alive != (i%2 == 1) {
+			t.Fatalf("lease %d (kept alive: %v): ttl %d", i, i%2 == 1, tl.TTL)
+		}
+	}
+}
+
+// TestLeaseExpiryUnderLeaderFailover kills the leader while leases run:
+// a lease kept alive survives, and a lease left alone expires neither
+// before its TTL nor much after it — the new leader revokes it.
+func TestLeaseExpiryUnderLeaderFailover(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := ctxT(t)
+	li := c.leaderIndex()
+	var survivors []int
+	for i := range c.members {
+		if i != li {
+			survivors = append(survivors, i)
+		}
+	}
+	cli := c.client(survivors...)
+	const ttl = 3
+	kept := grant(t, cli, ttl)
+	kctx, kcancel := context.WithCancel(ctx)
+	defer kcancel()
+	kch, err := cli.KeepAlive(kctx, kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kwg sync.WaitGroup
+	kwg.Add(1)
+	go func() {
+		defer kwg.Done()
+		for range kch {
+		}
+	}()
+	defer kwg.Wait()
+	defer kcancel()
+
+	grantedAt := time.Now()
+	left := grant(t, cli, ttl)
+	renewed := grant(t, cli, ttl)
+	for key, id := range map[string]clientv3.LeaseID{"fo/kept": kept, "fo/left": left, "fo/renewed": renewed} {
+		if _, err := cli.Put(ctx, key, "v", clientv3.WithLease(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	renewedAt := time.Now()
+	if _, err := cli.KeepAliveOnce(ctx, renewed); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	c.stop(li)
+
+	goneAt := map[string]time.Time{}
+	waitFor(t, "the unrenewed leases to expire", func() bool {
+		resp, err := cli.Get(ctx, "fo/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithKeysOnly())
+		if err != nil {
+			return false
+		}
+		now := time.Now()
+		present := map[string]bool{}
+		for _, kv := range resp.Kvs {
+			present[string(kv.Key)] = true
+		}
+		for _, k := range []string{"fo/left", "fo/renewed"} {
+			if _, seen := goneAt[k]; !present[k] && !seen {
+				goneAt[k] = now
+			}
+		}
+		if !present["fo/kept"] {
+			t.Fatalf("the lease kept alive expired during the failover")
+		}
+		return len(goneAt) == 2
+	})
+	bounds := map[string]time.Time{"fo/left": grantedAt, "fo/renewed": renewedAt}
+	for k, from := range bounds {
+		t.Logf("%s gone %v after its last renewal, %v after the kill", k, goneAt[k].Sub(from), goneAt[k].Sub(killedAt))
+		if goneAt[k].Before(from.Add(ttl * time.Second)) {
+			t.Errorf("%s expired %v after its last renewal, before its %ds TTL", k, goneAt[k].Sub(from), ttl)
+		}
+		// The new leader counts the TTL from its election, plus the
+		// extension; allow the election and some scheduling slack.
+		if limit := killedAt.Add(ttl*time.Second + testExtend + 2*time.Second); goneAt[k].After(limit) {
+			t.Errorf("%s expired only %v after the kill", k, goneAt[k].Sub(killedAt))
+		}
+	}
+	time.Sleep(time.Second)
+	if n := countPrefix(t, cli, "fo/kept"); n != 1 {
+		t.Fatal("the lease kept alive expired after the failover")
+	}
+	// The old leader comes back and agrees.
+	c.restart(li)
+	waitFor(t, "the old leader to catch up", func() bool {
+		resp, err := c.client(li).Leases(ctx)
+		return err == nil && len(resp.Leases) == 1 && resp.Leases[0].ID == kept
+	})
+	if n := countPrefix(t, c.client(li), "fo/", clientv3.WithSerializable()); n != 1 {
+		t.Fatalf("old leader sees %d keys, want 1", n)
+	}
+}
+
+// TestLeaseRevocationNotLostAcrossFailover kills the leader around the
+// moment a lease expires — before it notices, or while its revocation is
+// in flight — and checks the next leader still revokes it.
+func TestLeaseRevocationNotLostAcrossFailover(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := ctxT(t)
+	for round, offset := range []time.Duration{-100 * time.Millisecond, 0, 25 * time.Millisecond, 50 * time.Millisecond} {
+		li := c.leaderIndex()
+		var survivors []int
+		for i := range c.members {
+			if i != li {
+				survivors = append(survivors, i)
+			}
+		}
+		cli := c.client(survivors...)
+		prefix := fmt.Sprintf("rv%d/", round)
+		start := time.Now()
+		id := grant(t, cli, 2)
+		for i := range 10 {
+			if _, err := cli.Put(ctx, fmt.Sprintf("%s%d", prefix, i), "v", clientv3.WithLease(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Until(start.Add(2*time.Second + offset)))
+		killedAt := time.Now()
+		c.stop(li)
+		waitFor(t, "the revocation after the failover", func() bool {
+			return countPrefix(t, cli, prefix, clientv3.WithSerializable()) == 0
+		})
+		t.Logf("round %d: killed %v after the grant; keys gone %v after the kill", round, killedAt.Sub(start), time.Since(killedAt))
+		if d := time.Since(killedAt); d > 2*time.Second+testExtend+2*time.Second {
+			t.Errorf("round %d: revocation took %v after the kill", round, d)
+		}
+		c.restart(li)
+		c.waitLeader()
+		waitFor(t, "the restarted member to agree", func() bool {
+			r, err := c.client(li).Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+			return err == nil && r.Count == 0
+		})
+	}
+}
+
+// TestLeaseSurvivesRestart restarts the whole cluster: leases and their
+// attachments come back from disk, and expiry resumes.
+func TestLeaseSurvivesRestart(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := ctxT(t)
+	cli := c.client(0)
+	long := grant(t, cli, 600)
+	short := grant(t, cli, 3)
+	other := grant(t, cli, 600)
+	for i := range 20 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("rs/long/%02d", i), "v", clientv3.WithLease(long)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cli.Put(ctx, "rs/long/00", "v", clientv3.WithLease(other)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "rs/short", "v", clientv3.WithLease(short)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.members {
+		c.stop(i)
+	}
+	for i := range c.members {
+		c.restart(i)
+	}
+	restartedAt := time.Now()
+	c.waitLeader()
+	cli = c.client()
+	tl, err := cli.TimeToLive(ctx, long, clientv3.WithAttachedKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.GrantedTTL != 600 || tl.TTL < 590 || len(tl.Keys) != 19 {
+		t.Fatalf("long lease after restart: granted %d ttl %d keys %d", tl.GrantedTTL, tl.TTL, len(tl.Keys))
+	}
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []clientv3.LeaseID
+	for _, l := range leases.Leases {
+		ids = append(ids, l.ID)
+	}
+	slices.Sort(ids)
+	want := []clientv3.LeaseID{long, short, other}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) && !slices.Equal(ids, slices.DeleteFunc(want, func(id clientv3.LeaseID) bool { return id == short })) {
+		t.Fatalf("leases after restart: %v, want %v", ids, want)
+	}
+	// Without checkpoints the short lease counts its whole TTL again.
+	waitFor(t, "the short lease to expire", func() bool { return countPrefix(t, cli, "rs/short") == 0 })
+	if d := time.Since(restartedAt); d < 3*time.Second {
+		t.Fatalf("short lease expired %v after the restart", d)
+	}
+	if _, err := cli.Revoke(ctx, long); err != nil {
+		t.Fatal(err)
+	}
+	if n := countPrefix(t, cli, "rs/"); n != 1 {
+		t.Fatalf("%d keys after revoking the long lease, want 1 (moved to another lease)", n)
+	}
+}
+
+// TestLeaseCheckpointSurvivesRestart: with checkpointing, a restarted
+// cluster resumes each lease's countdown instead of starting it over; a
+// renewal after a checkpoint resets it.
+func TestLeaseCheckpointSurvivesRestart(t *testing.T) {
+	for _, checkpoint := range []bool{true, false} {
+		t.Run(fmt.Sprintf("checkpoint=%v", checkpoint), func(t *testing.T) {
+			var tune func(*server.Config)
+			if checkpoint {
+				tune = withLeaseCheckpoints(100*time.Millisecond)
+			}
+			c := newTestCluster(t, 1, tune)
+			ctx := ctxT(t)
+			cli := c.client()
+			const ttl = 30
+			idle := grant(t, cli, ttl)
+			renewed := grant(t, cli, ttl)
+			time.Sleep(4 * time.Second)
+			if _, err := cli.KeepAliveOnce(ctx, renewed); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			c.stop(0)
+			c.restart(0)
+			c.waitLeader()
+			cli = c.client()
+			tIdle, err := cli.TimeToLive(ctx, idle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tRenewed, err := cli.TimeToLive(ctx, renewed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("after restart: idle lease ttl %d, renewed lease ttl %d", tIdle.TTL, tRenewed.TTL)
+			if checkpoint && tIdle.TTL > ttl-2 {
+				t.Errorf("idle lease after restart: ttl %d, want at most %d (resumed from its checkpoint)", tIdle.TTL, ttl-2)
+			}
+			if !checkpoint && tIdle.TTL < ttl-1 {
+				t.Errorf("idle lease after restart without checkpoints: ttl %d, want its whole TTL", tIdle.TTL)
+			}
+			if tRenewed.TTL < ttl-1 {
+				t.Errorf("renewed lease after restart: ttl %d, want about %d", tRenewed.TTL, ttl)
+			}
+		})
+	}
+}
+
+// TestLeaseTimeToLiveAndList asks every member, followers included (they
+// ask the leader), about a lease and its keys.
+func TestLeaseTimeToLiveAndList(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := ctxT(t)
+	li := c.leaderIndex()
+	follower := (li + 1) % 3
+	id := grant(t, c.client(follower), 10)
+	var want []string
+	for _, k := range []string{"tl/b", "tl/a", "tl/c"} {
+		if _, err := c.client(li).Put(ctx, k, "v", clientv3.WithLease(id)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, k)
+	}
+	slices.Sort(want)
+	for i := range c.members {
+		cli := c.client(i)
+		tl, err := cli.TimeToLive(ctx, id, clientv3.WithAttachedKeys())
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		var keys []string
+		for _, k := range tl.Keys {
+			keys = append(keys, string(k))
+		}
+		if tl.ID != id || tl.GrantedTTL != 10 || tl.TTL < 8 || tl.TTL > 10 || !slices.Equal(keys, want) {
+			t.Fatalf("member %d: time to live %+v keys %q", i, tl, keys)
+		}
+		if tl, err := cli.TimeToLive(ctx, id); err != nil || tl.Keys != nil {
+			t.Fatalf("member %d: keys without asking: %v %+v", i, err, tl)
+		}
+		ls, err := cli.Leases(ctx)
+		if err != nil || len(ls.Leases) != 1 || ls.Leases[0].ID != id {
+			t.Fatalf("member %d: leases %v %+v", i, err, ls)
+		}
+		// Keep-alives too are answered by the leader, whoever is asked.
+		if ka, err := cli.KeepAliveOnce(ctx, id); err != nil || ka.ID != id || ka.TTL != 10 {
+			t.Fatalf("member %d: keep-alive %v %+v", i, err, ka)
+		}
+		if _, err := cli.KeepAliveOnce(ctx, id+1); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			t.Fatalf("member %d: keep-alive of an unknown lease: %v", i, err)
+		}
+	}
+	if _, err := c.client(follower).Revoke(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.members {
+		ls, err := c.client(i).Leases(ctx)
+		if err != nil || len(ls.Leases) != 0 {
+			t.Fatalf("member %d after revoke: %v %+v", i, err, ls)
+		}
+		if tl, err := c.client(i).TimeToLive(ctx, id); err != nil || tl.TTL != -1 {
+			t.Fatalf("member %d after revoke: %v %+v", i, err, tl)
+		}
+	}
+}
+
+// TestLeaseBadInput sends wrong and odd lease requests: each gets etcd's
+// answer and nothing changes.
+func TestLeaseBadInput(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	ctx := ctxT(t)
+	cli := c.client()
+	lc := pb.NewLeaseClient(cli.ActiveConnection())
+	rev := mustRev(t, cli)
+
+	_, err := cli.Grant(ctx, 9_000_000_001)
+	if !sameErr(err, rpctypes.ErrGRPCLeaseTTLTooLarge) {
+		t.Errorf("too large TTL: %v", err)
+	}
+	for _, ttl := range []int64{0, -5} {
+		resp, err := cli.Grant(ctx, ttl)
+		if err != nil || resp.TTL != testMinTTL {
+			t.Errorf("grant ttl %d: %v %+v, want the minimum TTL", ttl, err, resp)
+		}
+	}
+	if resp, err := cli.Grant(ctx, 9_000_000_000); err != nil || resp.TTL != 9_000_000_000 {
+		t.Errorf("grant max ttl: %v %+v", err, resp)
+	}
+	if resp, err := lc.LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: 42, TTL: 5}); err != nil || resp.ID != 42 || resp.TTL != 5 {
+		t.Fatalf("grant with ID: %v %+v", err, resp)
+	}
+	if _, err := lc.LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: 42, TTL: 7}); !sameErr(err, rpctypes.ErrGRPCLeaseExist) {
+		t.Errorf("duplicate ID: %v", err)
+	}
+	if resp, err := lc.LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: -42, TTL: 5}); err != nil || resp.ID != -42 {
+		t.Errorf("negative ID: %v %+v", err, resp)
+	}
+	for _, id := range []clientv3.LeaseID{0, 7777, -1} {
+		if _, err := cli.Revoke(ctx, id); !sameErr(err, rpctypes.ErrGRPCLeaseNotFound) {
+			t.Errorf("revoke %d: %v", id, err)
+		}
+		if _, err := cli.KeepAliveOnce(ctx, id); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			t.Errorf("keep-alive %d: %v", id, err)
+		}
+		if tl, err := cli.TimeToLive(ctx, id, clientv3.WithAttachedKeys()); err != nil || tl.TTL != -1 || len(tl.Keys) != 0 {
+			t.Errorf("time to live %d: %v %+v", id, err, tl)
+		}
+	}
+	if id := clientv3.LeaseID(7777); true {
+		_, err := cli.Put(ctx, "k", "v", clientv3.WithLease(id))
+		if !sameErr(err, rpctypes.ErrGRPCLeaseNotFound) {
+			t.Errorf("put with unknown lease: %v", err)
+		}
+		_, err = cli.Txn(ctx).Then(clientv3.OpPut("k", "v", clientv3.WithLease(id))).Commit()
+		if !sameErr(err, rpctypes.ErrGRPCLeaseNotFound) {
+			t.Errorf("txn put with unknown lease: %v", err)
+		}
+	}
+	// One stream, requests for known, unknown and odd IDs, in a burst.
+	stream, err := lc.LeaseKeepAlive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int64{42, 0, -1, 7777, 42, 1 << 62}
+	for _, id := range ids {
+		if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(0)
+		if id == 42 {
+			want = 5
+		}
+		if resp.ID != id || resp.TTL != want {
+			t.Errorf("keep-alive %d: got id %d ttl %d, want ttl %d", id, resp.ID, resp.TTL, want)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRev(t, cli); got != rev {
+		t.Fatalf("revision %d after lease requests, want %d", got, rev)
+	}
+}
+
+// TestLeaseSnapshotInstall brings back a member by snapshot: its lease
+// table and attachments are rebuilt from it, as it shows once it leads.
+func TestLeaseSnapshotInstall(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *server.Config) {
+		cfg.SnapshotCount = 50
+		cfg.SnapshotCatchUpEntries = 10
+	})
+	ctx := ctxT(t)
+	li := c.leaderIndex()
+	down := (li + 1) % 3
+	cli := c.client(li)
+	kept := grant(t, cli, 600)
+	revoked := grant(t, cli, 600)
+	for _, p := range []struct {
+		key string
+		id  clientv3.LeaseID
+	}{{"sn/kept/0", kept}, {"sn/revoked/0", revoked}} {
+		if _, err := cli.Put(ctx, p.key, "v", clientv3.WithLease(p.id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the member to be sent down to catch up", func() bool {
+		return countPrefix(t, c.client(down), "sn/", clientv3.WithSerializable()) == 2
+	})
+	c.stop(down)
+	if _, err := cli.Revoke(ctx, revoked); err != nil {
+		t.Fatal(err)
+	}
+	added := grant(t, cli, 600)
+	for i := range 100 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("sn/added/%03d", i), "v", clientv3.WithLease(added)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 200 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("filler/%03d", i), strings.Repeat("x", 50)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := mustRev(t, cli)
+	c.restart(down)
+	waitFor(t, "the restarted member to catch up", func() bool {
+		resp, err := c.client(down).Get(ctx, "filler/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 200 && resp.Header.Revision >= rev
+	})
+	if _, err := c.client(c.leaderIndex()).MoveLeader(ctx, c.members[down].m.Server.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.waitLeader(); got != c.members[down].m.Server.ID() {
+		t.Fatalf("leader %x, want the restored member", got)
+	}
+	dcli := c.client(down)
+	ls, err := dcli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []clientv3.LeaseID
+	for _, l := range ls.Leases {
+		ids = append(ids, l.ID)
+	}
+	want := []clientv3.LeaseID{kept, added}
+	slices.Sort(ids)
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("leases on the restored member %v, want %v", ids, want)
+	}
+	tl, err := dcli.TimeToLive(ctx, added, clientv3.WithAttachedKeys())
+	if err != nil || len(tl.Keys) != 100 || tl.TTL < 590 {
+		t.Fatalf("added lease on the restored member: %v ttl %d keys %d", err, tl.TTL, len(tl.Keys))
+	}
+	resp, err := dcli.Revoke(ctx, added)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countPrefix(t, dcli, "sn/added/"); n != 0 {
+		t.Fatalf("%d keys left after revoking on the restored member", n)
+	}
+	for i := range c.members {
+		waitFor(t, fmt.Sprintf("member %d to apply", i), func() bool {
+			r, err := c.client(i).Get(ctx, "sn/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+			return err == nil && r.Header.Revision >= resp.Header.Revision && r.Count == 1
+		})
+	}
+}
+
+// BenchmarkLeaseKeepAlive measures keep-alive round trips through the
+// client's connections: "stream" pipelines requests on long-lived
+// streams (what clientv3's KeepAlive does), "once" opens a stream per
+// request (clientv3's KeepAliveOnce, which etcd's `benchmark
+// lease-keepalive` uses). SYNOD_BENCH_ENDPOINTS=host:port,... runs it
+// against an external server (etcd, for comparison) instead of a
+// one-member synod.
+func BenchmarkLeaseKeepAlive(b *testing.B) {
+	var eps []string
+	if v := os.Getenv("SYNOD_BENCH_ENDPOINTS"); v != "" {
+		eps = strings.Split(v, ",")
+	} else {
+		eps = []string{newBenchMember(b)}
+	}
+	const conns = 4
+	clis := make([]*clientv3.Client, conns)
+	for i := range clis {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cli.Close()
+		clis[i] = cli
+	}
+	ctx := context.Background()
+	const leases = 64
+	ids := make([]clientv3.LeaseID, leases)
+	for i := range ids {
+		resp, err := clis[0].Grant(ctx, 600)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = resp.ID
+		defer clis[0].Revoke(ctx, resp.ID)
+	}
+	var next atomic.Int64
+	b.Run("stream", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		start := time.Now()
+		b.RunParallel(func(p *testing.PB) {
+			n := next.Add(1)
+			lc := pb.NewLeaseClient(clis[n%conns].ActiveConnection())
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stream, err := lc.LeaseKeepAlive(sctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			id := int64(ids[n%leases])
+			for p.Next() {
+				if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: id}); err != nil {
+					b.Error(err)
+					return
+				}
+				if resp, err := stream.Recv(); err != nil || resp.TTL <= 0 {
+					b.Errorf("keep-alive: %v %+v", err, resp)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "keepalives/s")
+	})
+	b.Run("once", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		start := time.Now()
+		b.RunParallel(func(p *testing.PB) {
+			n := next.Add(1)
+			cli := clis[n%conns]
+			id := ids[n%leases]
+			for p.Next() {
+				if _, err := cli.KeepAliveOnce(ctx, id); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "keepalives/s")
+	})
+}
+
+// newBenchMember starts a one-member synod for a benchmark and returns
+// its client address.
+func newBenchMember(b *testing.B) string {
+	b.Helper()
+	addr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	dir := b.TempDir()
+	peerURL, clientAddr := "http://"+addr(), addr()
+	ic, err := server.ParseInitialCluster("b0=" + peerURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := Start(Config{
+		Config: server.Config{
+			Name: "b0", DataDir: dir, PeerURLs: []string{peerURL}, ClientURLs: []string{"http://" + clientAddr},
+			InitialCluster: ic, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		},
+		ListenPeerURLs: []string{peerURL}, ListenClientURLs: []string{"http://" + clientAddr},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Kill() })
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Server.Leader() == 0 {
+		if time.Now().After(deadline) {
+			b.Fatal("no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return clientAddr
+}
