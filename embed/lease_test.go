@@ -493,7 +493,7 @@ func TestLeaseCheckpointSurvivesRestart(t *testing.T) {
 		t.Run(fmt.Sprintf("checkpoint=%v", checkpoint), func(t *testing.T) {
 			var tune func(*server.Config)
 			if checkpoint {
-				tune = withLeaseCheckpoints(100*time.Millisecond)
+				tune = withLeaseCheckpoints(100 * time.Millisecond)
 			}
 			c := newTestCluster(t, 1, tune)
 			ctx := ctxT(t)
