@@ -1,6 +1,6 @@
 module github.com/synod-db/synod/bench/raftcmp
 
-go 1.26
+go 1.26.0
 
 replace github.com/synod-db/synod => ../..
 
@@ -14,7 +14,7 @@ require (
 	github.com/gogo/protobuf v1.3.2 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
 	golang.org/x/perf v0.0.0-20250813145418-2f7363a06fe1 // indirect
-	google.golang.org/protobuf v1.33.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 tool golang.org/x/perf/cmd/benchstat
