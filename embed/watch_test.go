@@ -157,12 +157,13 @@ func TestWatchCompactedResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := nextResp(t, cli.Watch(ctx, "k", clientv3.WithRev(revs[0])))
-	if !errors.Is(resp.Err(), rpctypes.ErrCompacted) || !resp.Canceled || resp.CompactRevision != revs[5]+1 {
+	if !errors.Is(resp.Err(), rpctypes.ErrCompacted) || !resp.Canceled || resp.CompactRevision != revs[5] {
 		t.Fatalf("watch from a compacted revision: err %v, canceled %v, compact revision %d", resp.Err(), resp.Canceled, resp.CompactRevision)
 	}
-	evs := nextEvents(t, cli.Watch(ctx, "k", clientv3.WithRev(resp.CompactRevision)), 4)
+	// The compacted revision itself can still be watched.
+	evs := nextEvents(t, cli.Watch(ctx, "k", clientv3.WithRev(resp.CompactRevision)), 5)
 	for i, e := range evs {
-		if e.Kv.ModRevision != revs[6+i] || string(e.Kv.Value) != fmt.Sprint(6+i) {
+		if e.Kv.ModRevision != revs[5+i] || string(e.Kv.Value) != fmt.Sprint(5+i) {
 			t.Fatalf("resumed watch: %q", evStrings(evs))
 		}
 	}
@@ -417,7 +418,7 @@ func TestWatchBadInput(t *testing.T) {
 	if r := rawRecv(t, ws); !r.Created || r.Canceled || r.WatchId != 0 {
 		t.Fatalf("created: %+v", r)
 	}
-	if r := rawRecv(t, ws); !r.Canceled || r.CompactRevision != rev || r.WatchId != 0 {
+	if r := rawRecv(t, ws); !r.Canceled || r.CompactRevision != rev-1 || r.WatchId != 0 {
 		t.Fatalf("compacted: %+v", r)
 	}
 
@@ -974,7 +975,10 @@ func checkPropWatcher(t *testing.T, seed int64, i int, w *propWatcher, history [
 		t.Fatalf("seed %d, watcher %d (%q..%q from %d on member %d, noPut %v noDelete %v prevKV %v): %s", seed, i, w.key, w.end, w.start, w.member, w.noPut, w.noDelete, w.prevKV, fmt.Sprintf(format, args...))
 	}
 	wantCounts := map[int64]int{}
-	want := func(from, to int64) []string {
+	// noPrevAt is a compacted revision the segment resumed from: the
+	// versions before its events were compacted away, so they come
+	// without prev_kv (as in etcd).
+	want := func(from, to, noPrevAt int64) []string {
 		var out []string
 		for _, ev := range history {
 			r := ev.KV.ModRevision
@@ -988,7 +992,7 @@ func checkPropWatcher(t *testing.T, seed int64, i int, w *propWatcher, history [
 			if ev.Type == mvcc.EventDelete {
 				e.Type = mvccpb.DELETE
 			}
-			if w.prevKV && ev.PrevKV != nil {
+			if w.prevKV && ev.PrevKV != nil && r != noPrevAt {
 				e.PrevKv = &mvccpb.KeyValue{Value: ev.PrevKV.Value, ModRevision: ev.PrevKV.ModRevision}
 			}
 			out = append(out, evString(e))
@@ -1012,7 +1016,11 @@ func checkPropWatcher(t *testing.T, seed int64, i int, w *propWatcher, history [
 			to = sg.compacted - 1
 		}
 		got := evStrings(sg.events)
-		exp := want(sg.from, to)
+		var noPrevAt int64
+		if si > 0 {
+			noPrevAt = sg.from
+		}
+		exp := want(sg.from, to, noPrevAt)
 		ok := slices.Equal(got, exp)
 		if sg.compacted > 0 {
 			// Its position (at least past its last event) was compacted.

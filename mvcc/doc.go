@@ -54,7 +54,9 @@
 // # Compaction
 //
 // Compact(rev) deletes, in one batch, every version superseded at or
-// before rev and any newest-at-rev version that is a deletion; reads below
+// before rev and any newest-at-rev version that is a deletion made before
+// rev (a deletion at rev itself stays until the next compaction, so that
+// the history of revision rev is complete for watchers); reads below
 // rev return ErrCompacted, reads above the current revision ErrFutureRev.
 // It scans the history records up to rev (the versions still kept from
 // earlier compactions included), so its cost is proportional to the live

@@ -45,9 +45,9 @@ type HistoryResult struct {
 // selected by opts, read from the history (r) space, so a watcher that
 // starts in the past or fell behind can replay exactly what it missed.
 // to is capped at the current revision and from is raised to 1. It
-// returns ErrCompacted if from is at or below the compacted revision:
-// the deletions of the compacted revision itself are gone, so no
-// revision up to it can be replayed completely.
+// returns ErrCompacted if from is below the compacted revision; the
+// compacted revision itself is complete (compaction keeps its deletions),
+// so a watch may start there, as in etcd.
 //
 // The read runs on a point-in-time view, outside the store's lock, so
 // a long replay never delays writes; Restore and Close wait for it.
@@ -63,7 +63,7 @@ func (s *Store) History(from, to int64, opts HistoryOptions) (HistoryResult, err
 	if from < 1 {
 		from = 1
 	}
-	if from <= s.compacted {
+	if from < s.compacted {
 		s.mu.RUnlock()
 		return res, ErrCompacted
 	}

@@ -37,11 +37,15 @@ func TestHistoryFixed(t *testing.T) {
 	if got := describe(res.Events); !reflect.DeepEqual(got, []string{"PUT b@3", "PUT b@9 prev=v3", "PUT b@10 prev=v5"}) {
 		t.Fatalf("single key %q", got)
 	}
-	// Compaction: from at or below the compacted revision fails.
+	// Compaction: from below the compacted revision fails; the compacted
+	// revision itself can still be read (its deletions are kept).
 	if err := s.Compact(0, 8); err != nil {
 		t.Fatal(err)
 	}
-	for _, from := range []int64{0, 1, 8} {
+	if _, err := s.History(8, 11, HistoryOptions{End: []byte{0}}); err != nil {
+		t.Fatalf("from the compacted revision: %v", err)
+	}
+	for _, from := range []int64{0, 1, 7} {
 		if _, err := s.History(from, 11, HistoryOptions{End: []byte{0}}); !errors.Is(err, ErrCompacted) {
 			t.Fatalf("from %d: err %v, want ErrCompacted", from, err)
 		}
@@ -160,7 +164,9 @@ func checkHistoryQuery(t *testing.T, seed int64, rng *rand.Rand, s *Store, all [
 	for _, e := range all {
 		r := e.KV.ModRevision
 		if r >= max(from, 1) && r <= min(to, rev) && keyInRange(e.KV.Key, []byte(key), []byte(end)) {
-			if !prev {
+			if !prev || r <= compacted {
+				// The version before one at the compacted revision was
+				// compacted away: its prev_kv is gone (as in etcd).
 				e.PrevKV = nil
 			}
 			want = append(want, e)
@@ -169,7 +175,7 @@ func checkHistoryQuery(t *testing.T, seed int64, rng *rand.Rand, s *Store, all [
 	var got []Event
 	for at := from; ; {
 		res, err := s.History(at, to, HistoryOptions{Key: []byte(key), End: []byte(end), PrevKV: prev, Limit: limit})
-		if max(at, 1) <= compacted {
+		if max(at, 1) < compacted {
 			if !errors.Is(err, ErrCompacted) {
 				t.Fatalf("%s: err %v, want ErrCompacted", what, err)
 			}

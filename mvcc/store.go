@@ -590,7 +590,7 @@ func (s *Store) DeleteRange(raftIndex uint64, key, end []byte, prevKV bool) (int
 
 // Compact physically removes every version superseded at or before rev:
 // for each key only its newest version at or below rev survives, and not
-// even that one if it is a deletion. Reads below rev then fail with
+// even that one if it is a deletion made before rev. Reads below rev then fail with
 // ErrCompacted. It is applied as raft entry raftIndex (0: not from raft)
 // in one atomic batch.
 func (s *Store) Compact(raftIndex uint64, rev int64) error {
@@ -641,7 +641,10 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 			return fmt.Errorf("%w: revision %v missing from key index", ErrCorrupt, at)
 		}
 		newest := decodeRev(kit.Key()[len(prefix):])
-		if newest == at && !r.tombstone {
+		// Keep each key's newest version at rev, and a deletion only if it
+		// happened at rev itself: then the history of revision rev stays
+		// complete and a watch may still start there, as in etcd.
+		if newest == at && (!r.tombstone || at.main == rev) {
 			continue
 		}
 		if err := b.Delete(rit.Key(), nil); err != nil {

@@ -390,7 +390,8 @@ func TestCompaction(t *testing.T) {
 	if got := keysOf(res.KVs); !reflect.DeepEqual(got, []string{"a", "c"}) {
 		t.Fatal(got)
 	}
-	// Physically: a@2, b@4, b@5 gone; a@3, c@6, a@7 left.
+	// Physically: a@2, b@4 gone; a@3, b@5 (a deletion at the compaction
+	// revision, kept until the next compaction), c@6, a@7 left.
 	n := 0
 	it, _ := s.db.NewIter(nil)
 	for ok := it.First(); ok; ok = it.Next() {
@@ -399,8 +400,8 @@ func TestCompaction(t *testing.T) {
 		}
 	}
 	it.Close()
-	if n != 3 {
-		t.Fatalf("%d revision records left, want 3", n)
+	if n != 4 {
+		t.Fatalf("%d revision records left, want 4", n)
 	}
 	if h, _ := s.Hash(); h == h7 {
 		t.Fatal("hash unchanged by compaction")
@@ -711,5 +712,34 @@ func TestRestoreInterrupted(t *testing.T) {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("%s left behind", d)
 		}
+	}
+}
+
+// TestCompactionKeepsDeletionAtRev checks that a deletion made at the
+// compaction revision survives that compaction (so the revision's history
+// stays complete for watchers) and goes at the next one.
+func TestCompactionKeepsDeletionAtRev(t *testing.T) {
+	s, _ := openTest(t)
+	mustPut(t, s, "a", "1") // 2
+	if _, _, _, err := s.DeleteRange(0, []byte("a"), nil, false); err != nil {
+		t.Fatal(err) // 3
+	}
+	mustPut(t, s, "b", "1") // 4
+	if err := s.Compact(0, 3); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.History(3, 4, HistoryOptions{End: []byte{0}})
+	if err != nil || len(res.Events) != 2 || res.Events[0].Type != EventDelete {
+		t.Fatalf("history from the compacted revision: %+v %v", res.Events, err)
+	}
+	if err := s.Compact(0, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.History(3, 4, HistoryOptions{End: []byte{0}}); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("history below the new compaction: %v", err)
+	}
+	res, err = s.History(4, 4, HistoryOptions{End: []byte{0}})
+	if err != nil || len(res.Events) != 1 || string(res.Events[0].KV.Key) != "b" {
+		t.Fatalf("history at the new compaction: %+v %v", res.Events, err)
 	}
 }

@@ -491,7 +491,7 @@ func (h *Hub) syncRound() bool {
 	if errors.Is(err, mvcc.ErrCompacted) {
 		h.mu.Lock()
 		for _, e := range batch {
-			if w := e.w; w.state == stateUnsynced && w.next == e.from && e.from <= res.Compacted {
+			if w := e.w; w.state == stateUnsynced && w.next == e.from && e.from < res.Compacted {
 				h.cancelCompacted(w, res.Compacted)
 			}
 		}
@@ -662,12 +662,11 @@ func (h *Hub) removeWatcher(w *watcher) {
 }
 
 // cancelCompacted ends w because the history it needs was compacted.
-// CompactRevision is the first revision that can still be watched: the
-// deletions of the compacted revision itself are gone, so watching from
-// it again would fail the same way.
+// CompactRevision is the compacted revision, the first one that can still
+// be watched (compaction keeps its deletions), as in etcd.
 func (h *Hub) cancelCompacted(w *watcher, compacted int64) {
 	h.removeWatcher(w)
-	w.st.push(Response{WatchID: w.id, Revision: h.rev, CompactRevision: compacted + 1, Canceled: true, size: 64})
+	w.st.push(Response{WatchID: w.id, Revision: h.rev, CompactRevision: compacted, Canceled: true, size: 64})
 	h.flushProgress(w.st)
 }
 

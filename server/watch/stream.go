@@ -152,8 +152,8 @@ func (st *Stream) Watch(req Request) (int64, error) {
 		w.start = h.rev + 1
 	}
 	st.push(Response{WatchID: id, Revision: h.rev, Created: true, size: 64})
-	if req.StartRev > 0 && req.StartRev <= compacted {
-		st.push(Response{WatchID: id, Revision: h.rev, CompactRevision: compacted + 1, Canceled: true, size: 64})
+	if req.StartRev > 0 && req.StartRev < compacted {
+		st.push(Response{WatchID: id, Revision: h.rev, CompactRevision: compacted, Canceled: true, size: 64})
 		return id, mvcc.ErrCompacted
 	}
 	st.watchers[id] = w
