@@ -538,10 +538,22 @@ func snapGoroutines() []string {
 	return found
 }
 
-func TestNoGoroutineLeak(t *testing.T) {
-	if g := snapGoroutines(); len(g) != 0 {
-		t.Fatalf("goroutines of this package before the test:\n%s", strings.Join(g, "\n\n"))
+// waitNoSnapGoroutines fails unless this package's goroutines are gone.
+// Close waits for them, but a goroutine may still be unwinding its
+// deferred Done for a moment, so it polls briefly.
+func waitNoSnapGoroutines(t *testing.T, when string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for g := snapGoroutines(); len(g) != 0; g = snapGoroutines() {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines left %s:\n%s", when, strings.Join(g, "\n\n"))
+		}
+		runtime.Gosched()
 	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	waitNoSnapGoroutines(t, "before the test")
 	for _, max := range []int{0, 1, 5} {
 		s, err := New(t.TempDir(), Options{MaxSnapshots: max, Logger: discardLogger()})
 		if err != nil {
@@ -556,15 +568,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		// Close waits for its goroutine; the goroutine may still be
-		// unwinding its deferred Done for a moment, so poll briefly.
-		deadline := time.Now().Add(5 * time.Second)
-		for g := snapGoroutines(); len(g) != 0; g = snapGoroutines() {
-			if time.Now().After(deadline) {
-				t.Fatalf("goroutines left after Close (MaxSnapshots %d):\n%s", max, strings.Join(g, "\n\n"))
-			}
-			runtime.Gosched()
-		}
+		waitNoSnapGoroutines(t, fmt.Sprintf("after Close (MaxSnapshots %d)", max))
 	}
 }
 
