@@ -17,7 +17,9 @@
 //
 //	r<main 8B BE><sub 8B BE>               -> record   (history, in revision order)
 //	k<escaped key>\x00\x01<main><sub>      -> record   (key index, per key by revision)
+//	c<key>                                 -> <main><sub> record (the live version of each key)
 //	m/rev, m/compacted, m/consistent_index -> 8-byte big-endian metadata
+//	m/format                               -> 1: the c space exists
 //	m/lease/<id 8B BE>                     -> lease record (format, TTL, remaining TTL)
 //	m/app/<name>                           -> the server's metadata (members, alarms)
 //

@@ -10,13 +10,24 @@ const (
 	prefixRev   = 'r' // r<main 8B BE><sub 8B BE> -> record
 	prefixKey   = 'k' // k<escaped key>\x00\x01<main><sub> -> record
 	prefixKeyHi = 'l' // first byte after the k/ space
+	prefixCur   = 'c' // c<key> -> <main 8B BE><sub 8B BE> record: each live key's newest version
 )
 
 var (
 	metaRev       = []byte("m/rev")
 	metaCompacted = []byte("m/compacted")
 	metaConsIndex = []byte("m/consistent_index")
+	metaFormat    = []byte("m/format")
 )
+
+// formatCurrent is the m/format value of a store that keeps the c space.
+const formatCurrent = 1
+
+// curKey is key's entry in the c space.
+func curKey(key []byte) []byte {
+	b := make([]byte, 0, 1+len(key))
+	return append(append(b, prefixCur), key...)
+}
 
 // revision is a (main, sub) revision pair.
 type revision struct {

@@ -197,6 +197,9 @@ func (s *Store) Restore(r io.Reader) error {
 	if err := s.loadMeta(); err != nil {
 		return err
 	}
+	if err := s.ensureCurrentSpace(); err != nil {
+		return err
+	}
 	return os.RemoveAll(oldDir)
 }
 
@@ -256,7 +259,7 @@ func loadSnapshot(dir string, r io.Reader) (err error) {
 		if err != nil {
 			return fmt.Errorf("%w: truncated snapshot: %v", ErrCorrupt, err)
 		}
-		if k[0] != prefixRev && k[0] != prefixKey && k[0] != 'm' {
+		if k[0] != prefixRev && k[0] != prefixKey && k[0] != prefixCur && k[0] != 'm' {
 			return fmt.Errorf("%w: unexpected snapshot key %q", ErrCorrupt, k)
 		}
 		vl, err := binary.ReadUvarint(cr)

@@ -83,6 +83,10 @@ func OpenWithOptions(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.ensureCurrentSpace(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mvcc: build the current-version index: %w", err)
+	}
 	return s, nil
 }
 
@@ -189,7 +193,85 @@ func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 	if s.db == nil {
 		return RangeResult{}, ErrClosed
 	}
+	if len(end) == 0 && len(key) > 0 && (opts.Rev == 0 || opts.Rev == s.rev) {
+		return s.rangeCurrent(key, &opts)
+	}
 	return rangeAt(s.db, key, end, opts, s.rev, s.compacted)
+}
+
+// rangeCurrent reads one key at the current revision from the c space
+// (the caller holds mu.RLock, so the database is at s.rev).
+func (s *Store) rangeCurrent(key []byte, opts *RangeOptions) (RangeResult, error) {
+	res := RangeResult{Rev: s.rev}
+	v, closer, err := s.db.Get(curKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return res, nil
+	}
+	if err != nil {
+		return RangeResult{}, err
+	}
+	defer closer.Close()
+	if len(v) < 16 {
+		return RangeResult{}, fmt.Errorf("%w: current version of %q", ErrCorrupt, key)
+	}
+	r, err := decodeRecord(v[16:], false)
+	if err != nil {
+		return RangeResult{}, err
+	}
+	res.Count = 1
+	mod := decodeRev(v[:16])
+	if opts.CountOnly || !passFilters(opts, r.create, mod.main) {
+		return res, nil
+	}
+	res.KVs = []KeyValue{r.kv(mod, opts.KeysOnly)}
+	return res, nil
+}
+
+// ensureCurrentSpace builds the c space of a store written before it
+// existed (m/format missing): the newest live version of every key.
+func (s *Store) ensureCurrentSpace() error {
+	_, c, err := s.db.Get(metaFormat)
+	if err == nil {
+		return c.Close()
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKeyHi}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; {
+		p, _, ok := splitVersionKey(it.Key())
+		if !ok {
+			return fmt.Errorf("%w: key index entry %q", ErrCorrupt, it.Key())
+		}
+		prefix := append([]byte(nil), p...)
+		if latestAt(it, prefix, s.rev) {
+			val, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			r, err := decodeRecord(val, true)
+			if err != nil {
+				return err
+			}
+			if err := setCurrent(b, r.key, decodeRev(it.Key()[len(prefix):]), val, r.tombstone); err != nil {
+				return err
+			}
+		}
+		valid = it.SeekGE(prefixEnd(prefix))
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if err := b.Set(metaFormat, binary.BigEndian.AppendUint64(nil, formatCurrent), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 func checkRev(rev, cur, compacted int64) (int64, error) {
@@ -397,30 +479,26 @@ func (tx *WriteTxn) Get(key []byte) (*KeyValue, error) {
 	return &kv, nil
 }
 
-// latest returns the newest live record of key in the transaction's view.
+// latest returns the newest live record of key in the transaction's view,
+// a point lookup in the c space (the indexed batch sees the transaction's
+// own writes).
 func (tx *WriteTxn) latest(key []byte) (record, revision, bool, error) {
-	prefix := keyPrefix(key)
-	it, err := tx.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	v, closer, err := tx.b.Get(curKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return record{}, revision{}, false, nil
+	}
 	if err != nil {
 		return record{}, revision{}, false, err
 	}
-	defer it.Close()
-	if !it.Last() {
-		return record{}, revision{}, false, it.Error()
+	defer closer.Close()
+	if len(v) < 16 {
+		return record{}, revision{}, false, fmt.Errorf("%w: current version of %q", ErrCorrupt, key)
 	}
-	v, err := it.ValueAndErr()
+	r, err := decodeRecord(v[16:], true)
 	if err != nil {
 		return record{}, revision{}, false, err
 	}
-	r, err := decodeRecord(v, true)
-	if err != nil {
-		return record{}, revision{}, false, err
-	}
-	rev := decodeRev(it.Key()[len(prefix):])
-	if r.tombstone {
-		return record{}, rev, false, nil
-	}
-	return r, rev, true, nil
+	return r, decodeRev(v[:16]), true, nil
 }
 
 // write stores one change at the next sub-revision.
@@ -433,8 +511,23 @@ func (tx *WriteTxn) write(r *record) (revision, error) {
 	if err := tx.b.Set(versionKey(r.key, rev), enc, nil); err != nil {
 		return rev, err
 	}
+	if err := setCurrent(tx.b, r.key, rev, enc, r.tombstone); err != nil {
+		return rev, err
+	}
 	tx.sub++
 	return rev, nil
+}
+
+// setCurrent records key's newest version in the c space (or removes the
+// key from it on a deletion), so that reading one key at the current
+// revision is a point lookup instead of an iterator seek.
+func setCurrent(b *pebble.Batch, key []byte, rev revision, enc []byte, tombstone bool) error {
+	if tombstone {
+		return b.Delete(curKey(key), nil)
+	}
+	v := make([]byte, 0, 16+len(enc))
+	v = appendRev(v, rev)
+	return b.Set(curKey(key), append(v, enc...), nil)
 }
 
 // Put writes key=value with the given lease. With opts.PrevKV the

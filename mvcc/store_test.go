@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 func openTest(t testing.TB) (*Store, string) {
@@ -741,5 +743,45 @@ func TestCompactionKeepsDeletionAtRev(t *testing.T) {
 	res, err = s.History(4, 4, HistoryOptions{End: []byte{0}})
 	if err != nil || len(res.Events) != 1 || string(res.Events[0].KV.Key) != "b" {
 		t.Fatalf("history at the new compaction: %+v %v", res.Events, err)
+	}
+}
+
+// TestCurrentSpaceRebuilt checks that a store written without the c
+// space (no m/format) gets it rebuilt on open, so single-key reads at the
+// current revision (served from it) stay right.
+func TestCurrentSpaceRebuilt(t *testing.T) {
+	s, dir := openTest(t)
+	mustPut(t, s, "a", "1")
+	mustPut(t, s, "a", "2")
+	mustPut(t, s, "b", "1")
+	if _, _, _, err := s.DeleteRange(0, []byte("b"), nil, false); err != nil {
+		t.Fatal(err)
+	}
+	// Remove the c space and the format marker, as an older store lacks.
+	b := s.db.NewBatch()
+	if err := b.DeleteRange([]byte{prefixCur}, []byte{prefixCur + 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(metaFormat, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.Range([]byte("a"), nil, RangeOptions{})
+	if err != nil || len(res.KVs) != 1 || string(res.KVs[0].Value) != "2" || res.KVs[0].Version != 2 || res.KVs[0].ModRevision != 3 {
+		t.Fatalf("a after rebuild: %+v %v", res, err)
+	}
+	if res, err := s.Range([]byte("b"), nil, RangeOptions{}); err != nil || res.Count != 0 {
+		t.Fatalf("deleted b after rebuild: %+v %v", res, err)
 	}
 }

@@ -146,48 +146,59 @@ func (s *Server) afterWrite(rev int64, events []mvcc.Event) {
 	s.watchNotify(rev, events)
 }
 
+// kvResponse is the response of a KV write.
+type kvResponse interface {
+	*pb.PutResponse | *pb.DeleteRangeResponse | *pb.TxnResponse
+}
+
+// applyKV runs one KV write as entry index in its own revision, hands its
+// events on and sets the response's revision. A nil response with a nil
+// error means the entry was applied before a restart.
+func applyKV[R kvResponse](s *Server, index uint64, fn func(tx *mvcc.WriteTxn) (R, error)) (any, error) {
+	var resp R
+	done := false
+	rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
+		var err error
+		resp, err = fn(tx)
+		done = err == nil
+		return err
+	})
+	if err != nil || !done {
+		return nil, err
+	}
+	s.afterWrite(rev, events)
+	setRevision(resp, rev)
+	return resp, nil
+}
+
+// setRevision sets the header revision of a KV write's response.
+func setRevision(resp any, rev int64) {
+	h := &pb.ResponseHeader{Revision: rev}
+	switch r := resp.(type) {
+	case *pb.PutResponse:
+		r.Header = h
+	case *pb.DeleteRangeResponse:
+		r.Header = h
+	case *pb.TxnResponse:
+		r.Header = h
+	}
+}
+
 // applyRequest applies a decoded request as entry index.
 func (s *Server) applyRequest(index uint64, req *pb.InternalRaftRequest) (any, error) {
 	switch {
 	case req.Put != nil:
-		var resp *pb.PutResponse
-		rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
-			var err error
-			resp, err = kvapply.Put(tx, req.Put, s.leaseChecker())
-			return err
+		return applyKV(s, index, func(tx *mvcc.WriteTxn) (*pb.PutResponse, error) {
+			return kvapply.Put(tx, req.Put, s.leaseChecker())
 		})
-		if err != nil || resp == nil { // nil: applied before a restart
-			return nil, err
-		}
-		s.afterWrite(rev, events)
-		resp.Header = &pb.ResponseHeader{Revision: rev}
-		return resp, nil
 	case req.DeleteRange != nil:
-		var resp *pb.DeleteRangeResponse
-		rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
-			var err error
-			resp, err = kvapply.DeleteRange(tx, req.DeleteRange)
-			return err
+		return applyKV(s, index, func(tx *mvcc.WriteTxn) (*pb.DeleteRangeResponse, error) {
+			return kvapply.DeleteRange(tx, req.DeleteRange)
 		})
-		if err != nil || resp == nil { // nil: applied before a restart
-			return nil, err
-		}
-		s.afterWrite(rev, events)
-		resp.Header = &pb.ResponseHeader{Revision: rev}
-		return resp, nil
 	case req.Txn != nil:
-		var resp *pb.TxnResponse
-		rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
-			var err error
-			resp, err = kvapply.Txn(tx, req.Txn, s.leaseChecker())
-			return err
+		return applyKV(s, index, func(tx *mvcc.WriteTxn) (*pb.TxnResponse, error) {
+			return kvapply.Txn(tx, req.Txn, s.leaseChecker())
 		})
-		if err != nil || resp == nil { // nil: applied before a restart
-			return nil, err
-		}
-		s.afterWrite(rev, events)
-		resp.Header = &pb.ResponseHeader{Revision: rev}
-		return resp, nil
 	case req.Compaction != nil:
 		err := s.kv.Compact(index, req.Compaction.Revision)
 		if err != nil {
