@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/url"
@@ -112,9 +113,19 @@ was added with --learner).`,
 }
 
 func (a *app) memberRemoveCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "remove <member-id>",
-		Short: "Remove a member from the cluster",
+	return a.memberByIDCommand("remove", "Remove a member from the cluster", "removed from",
+		func(ctx context.Context, c etcdClient, id uint64) (any, *pb.ResponseHeader, error) {
+			resp, err := c.MemberRemove(ctx, id)
+			return resp, (*pb.MemberRemoveResponse)(resp).GetHeader(), err
+		})
+}
+
+// memberByIDCommand builds a command that changes one member, given by
+// its hex ID, with call and reports the change with verb.
+func (a *app) memberByIDCommand(use, short, verb string, call func(ctx context.Context, c etcdClient, id uint64) (any, *pb.ResponseHeader, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " <member-id>",
+		Short: short,
 		Args:  argsBetween(1, 1, "<member-id> (hex, as member list prints it)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseMemberID(args[0])
@@ -128,14 +139,13 @@ func (a *app) memberRemoveCommand() *cobra.Command {
 			defer c.Close()
 			ctx, cancel := a.requestContext(cmd.Context())
 			defer cancel()
-			resp, err := c.MemberRemove(ctx, id)
+			resp, header, err := call(ctx, c, id)
 			if err != nil {
 				return a.explain(err, nil)
 			}
-			return a.printer().memberChange(resp, (*pb.MemberRemoveResponse)(resp).GetHeader(), id, "removed from")
+			return a.printer().memberChange(resp, header, id, verb)
 		},
 	}
-	return cmd
 }
 
 func (a *app) memberUpdateCommand() *cobra.Command {
@@ -174,30 +184,11 @@ func (a *app) memberUpdateCommand() *cobra.Command {
 }
 
 func (a *app) memberPromoteCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "promote <member-id>",
-		Short: "Promote a learner to a voting member",
-		Args:  argsBetween(1, 1, "<member-id> (hex, as member list prints it)"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseMemberID(args[0])
-			if err != nil {
-				return &usageError{cmd: cmd, msg: err.Error()}
-			}
-			c, err := a.connect(nil)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := a.requestContext(cmd.Context())
-			defer cancel()
+	return a.memberByIDCommand("promote", "Promote a learner to a voting member", "promoted in",
+		func(ctx context.Context, c etcdClient, id uint64) (any, *pb.ResponseHeader, error) {
 			resp, err := c.MemberPromote(ctx, id)
-			if err != nil {
-				return a.explain(err, nil)
-			}
-			return a.printer().memberChange(resp, (*pb.MemberPromoteResponse)(resp).GetHeader(), id, "promoted in")
-		},
-	}
-	return cmd
+			return resp, (*pb.MemberPromoteResponse)(resp).GetHeader(), err
+		})
 }
 
 // parseMemberID parses a member ID written in hexadecimal.
