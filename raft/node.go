@@ -28,7 +28,9 @@ type Node interface {
 	Propose(ctx context.Context, data []byte) error
 	// ProposeConfChange proposes a membership change.
 	ProposeConfChange(ctx context.Context, cc pb.ConfChangeI) error
-	// Step delivers a message received from the network.
+	// Step delivers a message received from the network. It never waits
+	// for a leader: a proposal forwarded by a peer while this member has
+	// none is dropped, so the stream it came on keeps flowing.
 	Step(ctx context.Context, msg pb.Message) error
 	// Ready returns the channel on which work is published.
 	Ready() <-chan Ready
@@ -225,21 +227,30 @@ func (n *node) Step(ctx context.Context, m pb.Message) error {
 	if !m.Type.Valid() {
 		return errors.New("raft: unknown message type; the sender may be newer or the bytes corrupt")
 	}
-	return n.step(ctx, m, false)
+	// A proposal forwarded by a peer never waits for a leader, unlike a
+	// local one: the stream it arrived on carries the heartbeats that
+	// would tell this member who leads. Without a leader raft drops it;
+	// the proposing member times out and its client retries.
+	return n.recv(ctx, m)
 }
 
-// step hands m to the goroutine. Proposals go through propc (held back
-// while there is no leader) and, with wait, return the Step error.
+// recv hands a message to the goroutine's state machine as it is.
+func (n *node) recv(ctx context.Context, m pb.Message) error {
+	select {
+	case n.recvc <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return ErrStopped
+	}
+}
+
+// step hands m to the goroutine. Local proposals go through propc (held
+// back while there is no leader) and, with wait, return the Step error.
 func (n *node) step(ctx context.Context, m pb.Message, wait bool) error {
 	if m.Type != pb.MsgProp {
-		select {
-		case n.recvc <- m:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.done:
-			return ErrStopped
-		}
+		return n.recv(ctx, m)
 	}
 	pm := msgWithResult{m: m}
 	if wait {

@@ -209,6 +209,32 @@ func TestNodeProposeWithoutLeaderWaits(t *testing.T) {
 	}
 }
 
+// TestNodeStepForwardedProposalWithoutLeader checks that a proposal a
+// peer forwards while this member has no leader returns at once (raft
+// drops it) instead of holding the caller, which is the peer's inbound
+// stream: a regression test of a deadlock the chaos harness found, where
+// the new leader's heartbeats queued behind such a proposal.
+func TestNodeStepForwardedProposalWithoutLeader(t *testing.T) {
+	st := raft.NewMemoryStorage()
+	n, err := raft.StartNode(&raft.Config{ID: 1, ElectionTick: 10, HeartbeatTick: 1, Storage: st, Logger: quietLogger()},
+		[]raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}})
+	must(t, err)
+	defer n.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m := pb.Message{Type: pb.MsgProp, From: 2, To: 1, Entries: []pb.Entry{{Data: []byte("x")}}}
+	if err := n.Step(ctx, m); err != nil {
+		t.Fatalf("forwarded proposal without a leader: %v, want nil (dropped at once)", err)
+	}
+	hb := pb.Message{Type: pb.MsgHeartbeat, From: 2, To: 1, Term: 2}
+	if err := n.Step(ctx, hb); err != nil {
+		t.Fatalf("heartbeat after the proposal: %v", err)
+	}
+	if lead := n.Status().Lead; lead != 2 {
+		t.Fatalf("leader after a heartbeat from 2: %d", lead)
+	}
+}
+
 // TestNodeStopIsFinal checks that calls after Stop return ErrStopped or
 // return at once, and that Stop is idempotent.
 func TestNodeStopIsFinal(t *testing.T) {

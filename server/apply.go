@@ -128,7 +128,15 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 		s.lg.Error("skipping an undecodable raft entry", "index", e.Index, "err", err)
 		return s.kv.SetConsistentIndex(e.Index)
 	}
-	resp, err := s.applyRequest(e.Index, &req)
+	if e.Index <= s.kv.ConsistentIndex() {
+		// The key space already holds this entry: applied before a
+		// restart, or inside a snapshot's key space that was taken after
+		// it. Its response cannot be rebuilt; a proposer waiting here
+		// learns that the request committed with an unknown result.
+		s.w.trigger(req.ID, applyResult{err: ErrResultUnknown})
+		return nil
+	}
+	resp, err := s.applyRequest(e.Index, e.Term, &req)
 	if errors.Is(err, mvcc.ErrClosed) || isStorageFailure(err) {
 		// Not a property of the request: another member applying the
 		// same entry would succeed, so going on would diverge.
@@ -185,7 +193,7 @@ func setRevision(resp any, rev int64) {
 }
 
 // applyRequest applies a decoded request as entry index.
-func (s *Server) applyRequest(index uint64, req *pb.InternalRaftRequest) (any, error) {
+func (s *Server) applyRequest(index, term uint64, req *pb.InternalRaftRequest) (any, error) {
 	switch {
 	case req.Put != nil:
 		return applyKV(s, index, func(tx *mvcc.WriteTxn) (*pb.PutResponse, error) {
@@ -223,7 +231,7 @@ func (s *Server) applyRequest(index uint64, req *pb.InternalRaftRequest) (any, e
 	case req.Alarm != nil:
 		return s.applyAlarm(index, req.Alarm)
 	case req.LeaseGrant != nil, req.LeaseRevoke != nil, req.LeaseCheckpoint != nil:
-		return s.applyLease(index, req)
+		return s.applyLease(index, term, req)
 	}
 	if err := s.kv.SetConsistentIndex(index); err != nil {
 		return nil, err

@@ -51,6 +51,10 @@ type LeaseConfig struct {
 // lease state was not opened (a server built without openLeases).
 var ErrLeasesUnavailable = status.Error(codes.Unimplemented, "server: leases are not enabled on this member")
 
+// ErrStaleExpiry answers an expiry revocation that a deposed leader
+// proposed: it is not applied. Only the server's own lease loop sees it.
+var ErrStaleExpiry = errors.New("server: lease expiry decided by a deposed leader; ignored")
+
 // Bounds of the leader's expiry work.
 const (
 	maxRevokesPerRound     = 500  // leases revoked per expiry check
@@ -219,6 +223,10 @@ func (s *Server) leadLeases(ls *leaseState, lc <-chan struct{}) {
 		return
 	default:
 	}
+	// The term this member leads in, read after the read above made sure
+	// the raft loop had published it. Expiries carry it: if leadership
+	// has already moved on, they are refused when applied.
+	term := s.node.Status().Term
 	ls.setPrimary(true, s.leaseExtend())
 	s.lg.Info("lessor promoted", "leases", ls.les.Len(), "extend", s.leaseExtend())
 	check := time.NewTicker(s.leaseCheckEvery())
@@ -236,7 +244,7 @@ func (s *Server) leadLeases(ls *leaseState, lc <-chan struct{}) {
 		case <-s.stopping:
 			return
 		case <-check.C:
-			s.revokeExpired(ls)
+			s.revokeExpired(ls, term)
 		case <-cpc:
 			s.checkpointLeases(ls)
 		}
@@ -247,7 +255,7 @@ func (s *Server) leadLeases(ls *leaseState, lc <-chan struct{}) {
 // passed, after a ReadIndex round has confirmed that this member still
 // leads: a leader deposed without knowing it must not revoke leases whose
 // renewals now go to its successor.
-func (s *Server) revokeExpired(ls *leaseState) {
+func (s *Server) revokeExpired(ls *leaseState, term uint64) {
 	ids := ls.les.Expired(maxRevokesPerRound)
 	if len(ids) == 0 {
 		return
@@ -266,8 +274,10 @@ func (s *Server) revokeExpired(ls *leaseState) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			_, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
-			if err != nil && !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) && !errors.Is(err, ErrStopped) {
+			req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}
+			markExpiry(req, term)
+			_, err := s.propose(ctx, req)
+			if err != nil && !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrStaleExpiry) {
 				s.lg.Warn("revoke expired lease", "lease", fmt.Sprintf("%016x", id), "err", err)
 			}
 		}()
@@ -338,7 +348,7 @@ func (s *Server) leaseTrack(events []mvcc.Event) {
 // applyLease applies a lease request as entry index. Its errors are
 // etcd's gRPC errors (the apply loop treats any other error as a storage
 // failure).
-func (s *Server) applyLease(index uint64, req *pb.InternalRaftRequest) (any, error) {
+func (s *Server) applyLease(index, entryTerm uint64, req *pb.InternalRaftRequest) (any, error) {
 	ls := s.leases()
 	if ls == nil {
 		if err := s.kv.SetConsistentIndex(index); err != nil {
@@ -350,6 +360,13 @@ func (s *Server) applyLease(index uint64, req *pb.InternalRaftRequest) (any, err
 	case req.LeaseGrant != nil:
 		return s.applyLeaseGrant(ls, index, req.LeaseGrant)
 	case req.LeaseRevoke != nil:
+		if term, ok := expiryTerm(req); ok && term != entryTerm {
+			// A deposed leader's expiry decision (see expiryTermField).
+			if err := s.kv.SetConsistentIndex(index); err != nil {
+				return nil, err
+			}
+			return nil, ErrStaleExpiry
+		}
 		return s.applyLeaseRevoke(ls, index, req.LeaseRevoke.ID)
 	default:
 		return s.applyLeaseCheckpoint(ls, index, req.LeaseCheckpoint.GetCheckpoints())
@@ -482,16 +499,12 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 		if pick {
 			req.ID = s.newLeaseID()
 		}
-		resp, err := s.proposeWrite(ctx, &pb.InternalRaftRequest{LeaseGrant: req})
+		out, err := proposeFor[*pb.LeaseGrantResponse](ctx, s.proposeWrite, &pb.InternalRaftRequest{LeaseGrant: req})
 		if pick && attempt < 3 && errors.Is(err, rpctypes.ErrGRPCLeaseExist) {
 			continue
 		}
 		if err != nil {
 			return nil, err
-		}
-		out, ok := resp.(*pb.LeaseGrantResponse)
-		if !ok {
-			return nil, fmt.Errorf("server: lease grant answered with %T", resp)
 		}
 		s.fillHeader(&out.Header, out.Header.GetRevision())
 		return out, nil
@@ -503,13 +516,9 @@ func (s *Server) LeaseRevoke(ctx context.Context, id int64) (*pb.LeaseRevokeResp
 	if s.leases() == nil {
 		return nil, ErrLeasesUnavailable
 	}
-	resp, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+	out, err := proposeFor[*pb.LeaseRevokeResponse](ctx, s.propose, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
 	if err != nil {
 		return nil, err
-	}
-	out, ok := resp.(*pb.LeaseRevokeResponse)
-	if !ok {
-		return nil, fmt.Errorf("server: lease revoke answered with %T", resp)
 	}
 	s.fillHeader(&out.Header, out.Header.GetRevision())
 	return out, nil

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"io"
 	"time"
 
@@ -179,13 +178,9 @@ func (s *Server) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmRespon
 	if r.Action == pb.AlarmRequest_GET {
 		return &pb.AlarmResponse{Header: s.Header(), Alarms: s.alarms.list(r.Alarm)}, nil
 	}
-	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: r})
+	out, err := proposeFor[*pb.AlarmResponse](ctx, s.propose, &pb.InternalRaftRequest{Alarm: r})
 	if err != nil {
 		return nil, err
-	}
-	out, ok := resp.(*pb.AlarmResponse)
-	if !ok {
-		return nil, errors.New("server: unexpected alarm result")
 	}
 	out.Header = s.Header()
 	return out, nil

@@ -164,6 +164,15 @@ func (m *membership) get(id uint64) (Member, bool) {
 	return *mem, true
 }
 
+// lookup reports whether id is a member and whether it was removed, under
+// one lock: the peer handler asks for every message it receives.
+func (m *membership) lookup(id uint64) (known, removed bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, known = m.members[id]
+	return known, m.removed[id]
+}
+
 func (m *membership) isRemoved(id uint64) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -31,22 +32,20 @@ func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 
 // Put writes a key through raft.
 func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	resp, err := s.proposeWrite(ctx, &pb.InternalRaftRequest{Put: r})
+	out, err := proposeFor[*pb.PutResponse](ctx, s.proposeWrite, &pb.InternalRaftRequest{Put: r})
 	if err != nil {
 		return nil, err
 	}
-	out := resp.(*pb.PutResponse)
 	s.fillHeader(&out.Header, out.Header.GetRevision())
 	return out, nil
 }
 
 // DeleteRange deletes keys through raft.
 func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	resp, err := s.proposeWrite(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	out, err := proposeFor[*pb.DeleteRangeResponse](ctx, s.proposeWrite, &pb.InternalRaftRequest{DeleteRange: r})
 	if err != nil {
 		return nil, err
 	}
-	out := resp.(*pb.DeleteRangeResponse)
 	s.fillHeader(&out.Header, out.Header.GetRevision())
 	return out, nil
 }
@@ -67,11 +66,10 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 		s.fillHeader(&resp.Header, resp.Header.GetRevision())
 		return resp, nil
 	}
-	resp, err := s.proposeWrite(ctx, &pb.InternalRaftRequest{Txn: r})
+	out, err := proposeFor[*pb.TxnResponse](ctx, s.proposeWrite, &pb.InternalRaftRequest{Txn: r})
 	if err != nil {
 		return nil, err
 	}
-	out := resp.(*pb.TxnResponse)
 	s.fillHeader(&out.Header, out.Header.GetRevision())
 	return out, nil
 }
@@ -80,11 +78,10 @@ func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, er
 // physical it returns only once the compaction is applied on this member
 // (synod compacts in the apply step, so that is always the case).
 func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	resp, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	out, err := proposeFor[*pb.CompactionResponse](ctx, s.propose, &pb.InternalRaftRequest{Compaction: r})
 	if err != nil {
 		return nil, err
 	}
-	out := resp.(*pb.CompactionResponse)
 	s.fillHeader(&out.Header, out.Header.GetRevision())
 	return out, nil
 }
@@ -134,6 +131,23 @@ func (s *Server) raiseNoSpace() {
 			s.lg.Warn("raise NOSPACE alarm", "err", err)
 		}
 	}()
+}
+
+// proposeFor proposes r with do (propose or proposeWrite) and returns the
+// result of applying it as an R. A result of another type (none at all
+// when this member skipped the entry because a snapshot already held it)
+// is ErrResultUnknown, never a panic.
+func proposeFor[R any](ctx context.Context, do func(context.Context, *pb.InternalRaftRequest) (any, error), r *pb.InternalRaftRequest) (R, error) {
+	var zero R
+	resp, err := do(ctx, r)
+	if err != nil {
+		return zero, err
+	}
+	out, ok := resp.(R)
+	if !ok {
+		return zero, fmt.Errorf("%w (the apply step answered with %T)", ErrResultUnknown, resp)
+	}
+	return out, nil
 }
 
 // propose replicates a request and waits for the result of applying it.

@@ -52,13 +52,17 @@ type Server struct {
 	id        uint64
 	clusterID uint64
 
-	kv       *mvcc.Store
-	logs     *logstore.Store
-	snaps    *snap.Snapshotter
-	node     raft.Node
-	tr       *transport.Transport
-	members  *membership
-	incoming string // directory of snapshots received, not yet persisted
+	kv      *mvcc.Store
+	logs    *logstore.Store
+	snaps   *snap.Snapshotter
+	node    raft.Node
+	tr      *transport.Transport
+	members *membership
+	// peerFinder looks up the address of senders the member list does not
+	// know yet (see peerfind.go).
+	peerFinder peerFinder
+	forwarded  recentProposals // request IDs of proposals peers forwarded
+	incoming   string          // directory of snapshots received, not yet persisted
 
 	w       *waitRegistry
 	applied *appliedWaiter
@@ -108,6 +112,10 @@ var (
 	ErrNoSpace         = errors.New("server: mvcc: database space exceeded")
 	ErrNotLeader       = errors.New("server: not leader")
 	ErrUnhealthy       = errors.New("server: unhealthy cluster")
+	// ErrResultUnknown: the request was committed, but this member caught
+	// up from a snapshot that already held its effect, so it cannot say
+	// what the request returned.
+	ErrResultUnknown = errors.New("server: request was committed but its result is unknown: this member caught up from a snapshot taken after it; read the keys to see its effect")
 )
 
 // walMetadata is recorded in the WAL when it is created, so that a
@@ -528,8 +536,15 @@ type peerHandler Server
 
 func (h *peerHandler) Process(ctx context.Context, m raftpb.Message) error {
 	s := (*Server)(h)
-	if s.members.isRemoved(m.From) {
+	known, removed := s.members.lookup(m.From)
+	if removed {
 		return ErrIDRemoved
+	}
+	if !known {
+		s.peerFinder.find(s, m.From)
+	}
+	if m.Type == raftpb.MsgProp && !s.forwarded.dropRepeats(&m) {
+		return nil
 	}
 	return s.node.Step(ctx, m)
 }

@@ -28,6 +28,7 @@ var serverErrors = []struct {
 	{server.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
 	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
+	{server.ErrResultUnknown, errGRPCResultUnknown},
 	{server.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
 	{server.ErrMemberExists, rpctypes.ErrGRPCMemberExist},
 	{server.ErrIDRemoved, rpctypes.ErrGRPCMemberNotFound},
@@ -39,6 +40,11 @@ var serverErrors = []struct {
 	{server.ErrInvalidPeerURL, rpctypes.ErrGRPCMemberBadURLs},
 	{server.ErrClusterIDMismatch, rpctypes.ErrGRPCClusterIDMismatch},
 }
+
+// errGRPCResultUnknown is Unavailable, like etcd's timeouts, so that
+// clients treat it as an outcome they must check, not as a failure; and
+// clientv3 does not retry a write on it, which could apply it twice.
+var errGRPCResultUnknown = status.Error(codes.Unavailable, "etcdserver: request committed but its result is unknown (this member caught up from a snapshot taken after it); read the keys to see its effect")
 
 // toGRPCError converts any error of the request path to a gRPC status
 // error. Errors that already carry a status pass through.

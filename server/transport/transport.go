@@ -417,6 +417,14 @@ func (t *Transport) Send(msgs []raftpb.Message) {
 	}
 }
 
+// HasPeer reports whether Send can reach member id (AddPeer was called
+// for it and RemovePeer was not).
+func (t *Transport) HasPeer(id uint64) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.peers[id] != nil
+}
+
 // ActiveSince returns the time the message stream to peer id was last
 // established, or the zero time if it is down or id is unknown. The
 // server uses it to tell which members are reachable (for example before

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/synod-db/synod/mvcc"
+	"github.com/synod-db/synod/raft/raftpb"
+)
+
+// TestApplySkippedEntryAnswersResultUnknown is the regression test of a
+// panic the chaos harness found: a follower that installs a snapshot
+// whose key space was taken after the snapshot's index skips the entries
+// in between (their effect is already there), and a proposer waiting on
+// one of them used to get a nil response, which the request path
+// type-asserted. It must get ErrResultUnknown, and the entry must not be
+// applied a second time.
+func TestApplySkippedEntryAnswersResultUnknown(t *testing.T) {
+	kv, err := mvcc.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	if _, _, err := kv.Put(5, []byte("k"), []byte("v1"), 0, mvcc.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.SetConsistentIndex(9); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{kv: kv, w: newWaitRegistry()}
+	data, err := proto.Marshal(&pb.InternalRaftRequest{ID: 42, Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := s.w.register(42, 1)
+	rev := kv.Rev()
+	if err := s.applyNormal(&raftpb.Entry{Index: 7, Term: 1, Type: raftpb.EntryNormal, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if !errors.Is(r.err, ErrResultUnknown) || r.resp != nil {
+		t.Fatalf("waiter of a skipped entry got %+v, want ErrResultUnknown", r)
+	}
+	if kv.Rev() != rev {
+		t.Fatalf("skipped entry was applied: revision %d -> %d", rev, kv.Rev())
+	}
+}
+
+// TestProposeForUnexpectedResult checks that a result of the wrong type
+// (or none) becomes ErrResultUnknown instead of a panic.
+func TestProposeForUnexpectedResult(t *testing.T) {
+	for _, resp := range []any{nil, &pb.TxnResponse{}} {
+		do := func(context.Context, *pb.InternalRaftRequest) (any, error) { return resp, nil }
+		out, err := proposeFor[*pb.PutResponse](context.Background(), do, &pb.InternalRaftRequest{})
+		if !errors.Is(err, ErrResultUnknown) || out != nil {
+			t.Fatalf("result %T: got (%v, %v), want ErrResultUnknown", resp, out, err)
+		}
+	}
+}
+
+// TestExpiryTermSurvivesTheLog checks that the term an expiry revocation
+// was decided in travels through the entry's encoding, and that a
+// client's revocation carries none.
+func TestExpiryTermSurvivesTheLog(t *testing.T) {
+	req := &pb.InternalRaftRequest{ID: 3, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}}
+	markExpiry(req, 17)
+	data, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got pb.InternalRaftRequest
+	if err := proto.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if term, ok := expiryTerm(&got); !ok || term != 17 || got.LeaseRevoke.GetID() != 9 {
+		t.Fatalf("decoded expiry term %d, %v (lease %d), want 17, true (lease 9)", term, ok, got.LeaseRevoke.GetID())
+	}
+	client := &pb.InternalRaftRequest{ID: 4, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}}
+	if _, ok := expiryTerm(client); ok {
+		t.Fatal("a client's revocation reads as an expiry")
+	}
+}

@@ -1,0 +1,561 @@
+//go:build linux
+
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// BuildSynod builds a static synod binary (CGO_ENABLED=0) at out, from
+// the module that contains this package.
+func BuildSynod(ctx context.Context, out string) error {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("the go command is needed to build synod: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-o", out, "github.com/synod-db/synod/cmd/synod")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/synod: %v\n%s", err, b)
+	}
+	return nil
+}
+
+// Processes is a cluster of synod processes on loopback, each behind a
+// proxy of Net on its peer port. Every process dies with the test process
+// (PR_SET_PDEATHSIG), so none outlives a crashed test.
+type Processes struct {
+	Net *Network
+	bin string
+	dir string
+	// Heartbeat and Election are the raft timing flags, in milliseconds.
+	Heartbeat, Election int
+
+	mu      sync.Mutex
+	members []*procMember // current members
+	gone    []*procMember // replaced members, for their logs
+	gen     uint64
+	next    int
+}
+
+type procMember struct {
+	name, dir            string
+	peerAddr, clientAddr string
+	proxy                *Proxy
+	logPath              string
+	initialCluster       string
+	state                string // initial cluster state: new or existing
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+	paused bool
+}
+
+// StartProcesses starts n members of the binary bin with data and logs
+// under dir.
+func StartProcesses(ctx context.Context, bin, dir string, n int, seed uint64) (*Processes, error) {
+	c := &Processes{Net: NewNetwork(seed, nil), bin: bin, dir: dir, Heartbeat: 25, Election: 250, gen: 1}
+	var initial []string
+	for range n {
+		m, err := c.newMember()
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.members = append(c.members, m)
+		initial = append(initial, m.name+"=http://"+m.proxy.Addr())
+	}
+	for _, m := range c.members {
+		m.initialCluster, m.state = strings.Join(initial, ","), "new"
+		if err := c.start(m); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if err := c.waitHealthy(ctx, 30*time.Second); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newMember allocates a name, addresses and a proxy for a member.
+func (c *Processes) newMember() (*procMember, error) {
+	c.mu.Lock()
+	name := fmt.Sprintf("p%d", c.next)
+	c.next++
+	c.mu.Unlock()
+	m := &procMember{name: name, dir: filepath.Join(c.dir, name+".etcd"), logPath: filepath.Join(c.dir, name+".log")}
+	var err error
+	if m.peerAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	if m.clientAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	if m.proxy, err = c.Net.AddProxy(name, m.peerAddr); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// start runs the member's process (again). A restart listens on new
+// ports (the old ones may have been taken since), which the proxy and the
+// generation of Endpoints follow.
+func (c *Processes) start(m *procMember) error {
+	if m.cmd != nil {
+		peer, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		client, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		m.peerAddr, m.clientAddr = peer, client
+		c.gen++
+		c.mu.Unlock()
+		m.proxy.SetTarget(peer)
+	}
+	f, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "{\"chaos\":\"starting %s\",\"time\":%q}\n", m.name, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(c.bin,
+		"--name", m.name, "--data-dir", m.dir,
+		"--listen-client-urls", "http://"+m.clientAddr, "--advertise-client-urls", "http://"+m.clientAddr,
+		"--listen-peer-urls", "http://"+m.peerAddr, "--initial-advertise-peer-urls", "http://"+m.proxy.Addr(),
+		"--initial-cluster", m.initialCluster, "--initial-cluster-state", m.state, "--initial-cluster-token", "chaos",
+		"--heartbeat-interval", fmt.Sprint(c.Heartbeat), "--election-timeout", fmt.Sprint(c.Election),
+		"--snapshot-count", "300", "--logger", "json")
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	c.mu.Lock()
+	m.cmd, m.exited, m.paused = cmd, exited, false
+	c.mu.Unlock()
+	return nil
+}
+
+// Endpoints returns the client addresses of the current members.
+func (c *Processes) Endpoints() ([]string, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var eps []string
+	for _, m := range c.members {
+		eps = append(eps, m.clientAddr)
+	}
+	return eps, c.gen
+}
+
+func (c *Processes) member(i int) *procMember {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i]
+}
+
+func (c *Processes) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.members)
+}
+
+// running reports whether m's process is alive.
+func running(m *procMember) bool {
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill sends SIGKILL to member i and waits for it to die.
+func (c *Processes) Kill(i int) { c.kill(c.member(i)) }
+
+func (c *Processes) kill(m *procMember) {
+	if m.cmd == nil {
+		return
+	}
+	m.cmd.Process.Signal(syscall.SIGKILL)
+	<-m.exited
+}
+
+// Restart starts member i again if its process is not running.
+func (c *Processes) Restart(i int) error {
+	m := c.member(i)
+	if running(m) {
+		return nil
+	}
+	return c.start(m)
+}
+
+// Pause stops member i with SIGSTOP; Resume continues it.
+func (c *Processes) Pause(i int) error {
+	m := c.member(i)
+	if !running(m) {
+		return errors.New("not running")
+	}
+	m.paused = true
+	return m.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused member.
+func (c *Processes) Resume(i int) error {
+	m := c.member(i)
+	if !running(m) || !m.paused {
+		return nil
+	}
+	m.paused = false
+	return m.cmd.Process.Signal(syscall.SIGCONT)
+}
+
+// status asks every member for its status; it returns the index of the
+// member the answering members call leader (-1 if none) and whether all
+// answered and agreed.
+func (c *Processes) status(ctx context.Context) (leader int, agreed bool) {
+	eps, _ := c.Endpoints()
+	cli, err := clientFor(eps)
+	if err != nil {
+		return -1, false
+	}
+	defer cli.Close()
+	ids := make([]uint64, len(eps))
+	leads := make([]uint64, len(eps))
+	agreed = true
+	for i, ep := range eps {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := cli.Status(sctx, ep)
+		cancel()
+		if err != nil {
+			agreed = false
+			continue
+		}
+		ids[i], leads[i] = st.Header.MemberId, st.Leader
+		c.Net.Register(st.Header.MemberId, c.member(i).name)
+	}
+	leader = -1
+	for i := range eps {
+		if leads[i] == 0 || (leads[0] != 0 && leads[i] != leads[0]) {
+			agreed = false
+		}
+		for j := range eps {
+			if leads[i] != 0 && ids[j] == leads[i] {
+				leader = j
+			}
+		}
+	}
+	return leader, agreed && leader >= 0
+}
+
+// Leader returns the index of the leader, or -1.
+func (c *Processes) Leader(ctx context.Context) int {
+	l, _ := c.status(ctx)
+	return l
+}
+
+func (c *Processes) waitHealthy(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		if _, ok := c.status(ctx); ok {
+			return nil
+		}
+		if !sleep(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("members did not agree on a leader within %v", timeout)
+		}
+	}
+}
+
+// Heal lifts every network rule, continues paused members, restarts dead
+// ones and waits until all agree on a leader.
+func (c *Processes) Heal(ctx context.Context) error {
+	c.Net.Heal()
+	var errs []error
+	for i := range c.size() {
+		if m := c.member(i); running(m) {
+			m.paused = false
+			m.cmd.Process.Signal(syscall.SIGCONT) // whatever it was, it runs
+		}
+		errs = append(errs, c.Restart(i))
+	}
+	errs = append(errs, c.waitHealthy(ctx, time.Minute))
+	return errors.Join(errs...)
+}
+
+// Replace removes member i from the cluster (MemberRemove, then kills
+// it) and adds a fresh member with an empty data directory in its place
+// (MemberAdd, then starts it with --initial-cluster-state existing).
+func (c *Processes) Replace(ctx context.Context, i int) (string, error) {
+	old := c.member(i)
+	eps, _ := c.Endpoints()
+	var others []string
+	for _, ep := range eps {
+		if ep != old.clientAddr {
+			others = append(others, ep)
+		}
+	}
+	cli, err := clientFor(others)
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	var oldID uint64
+	if st, err := cli.Status(ctx, old.clientAddr); err == nil {
+		oldID = st.Header.MemberId
+	} else {
+		return "", fmt.Errorf("status of %s: %w", old.name, err)
+	}
+	for {
+		_, err := cli.MemberRemove(ctx, oldID)
+		if err == nil || errors.Is(err, rpctypes.ErrMemberNotFound) {
+			break
+		}
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("remove %s: %w", old.name, err)
+		}
+		sleep(ctx, 200*time.Millisecond)
+	}
+	c.kill(old)
+	m, err := c.add(ctx, cli)
+	if err != nil {
+		return "", fmt.Errorf("%w (%s was removed already)", err, old.name)
+	}
+	c.mu.Lock()
+	c.members[i] = m
+	c.gone = append(c.gone, old)
+	c.gen++
+	c.mu.Unlock()
+	if err := c.start(m); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s replaced by %s", old.name, m.name), nil
+}
+
+// AddMember adds a fresh member (MemberAdd through the members at eps,
+// then starts it with --initial-cluster-state existing) and returns its
+// index.
+func (c *Processes) AddMember(ctx context.Context, eps []string) (int, error) {
+	cli, err := clientFor(eps)
+	if err != nil {
+		return -1, err
+	}
+	defer cli.Close()
+	m, err := c.add(ctx, cli)
+	if err != nil {
+		return -1, err
+	}
+	c.mu.Lock()
+	c.members = append(c.members, m)
+	i := len(c.members) - 1
+	c.gen++
+	c.mu.Unlock()
+	return i, c.start(m)
+}
+
+// add announces a new member to the cluster through cli and prepares it
+// (not started).
+func (c *Processes) add(ctx context.Context, cli *clientv3.Client) (*procMember, error) {
+	m, err := c.newMember()
+	if err != nil {
+		return nil, err
+	}
+	peerURL := "http://" + m.proxy.Addr()
+	var members []*etcdserverpb.Member
+	var id uint64
+	for {
+		added, err := cli.MemberAdd(ctx, []string{peerURL})
+		if err == nil {
+			members, id = added.Members, added.Member.ID
+			break
+		}
+		if errors.Is(err, rpctypes.ErrPeerURLExist) {
+			// An earlier attempt that seemed to fail went through.
+			if list, lerr := cli.MemberList(ctx); lerr == nil {
+				for _, mm := range list.Members {
+					if slices.Contains(mm.PeerURLs, peerURL) {
+						members, id = list.Members, mm.ID
+					}
+				}
+				if id != 0 {
+					break
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("add %s: %w", m.name, err)
+		}
+		sleep(ctx, 200*time.Millisecond)
+	}
+	var initial []string
+	for _, mm := range members {
+		name := mm.Name
+		if mm.ID == id {
+			name = m.name
+		}
+		for _, u := range mm.PeerURLs {
+			initial = append(initial, name+"="+u)
+		}
+	}
+	c.Net.Register(id, m.name)
+	m.initialCluster, m.state = strings.Join(initial, ","), "existing"
+	return m, nil
+}
+
+// DumpGoroutines makes every running member print its goroutines to its
+// log (SIGQUIT, which also stops it) and waits for them to exit.
+func (c *Processes) DumpGoroutines(string) error {
+	c.mu.Lock()
+	all := append([]*procMember(nil), c.members...)
+	c.mu.Unlock()
+	for _, m := range all {
+		if running(m) {
+			m.cmd.Process.Signal(syscall.SIGCONT)
+			m.cmd.Process.Signal(syscall.SIGQUIT)
+		}
+	}
+	for _, m := range all {
+		if m.cmd != nil {
+			select {
+			case <-m.exited:
+			case <-time.After(10 * time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// SaveLogs copies every member's log, replaced members' included.
+func (c *Processes) SaveLogs(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	all := append(append([]*procMember(nil), c.members...), c.gone...)
+	c.mu.Unlock()
+	var errs []error
+	for _, m := range all {
+		b, err := os.ReadFile(m.logPath)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, m.name+".log"), b, 0o644)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Close kills every process and stops the network.
+func (c *Processes) Close() {
+	c.mu.Lock()
+	all := append(append([]*procMember(nil), c.members...), c.gone...)
+	c.mu.Unlock()
+	for _, m := range all {
+		if m.cmd != nil && running(m) {
+			m.cmd.Process.Signal(syscall.SIGCONT)
+		}
+		c.kill(m)
+	}
+	c.Net.Close()
+}
+
+// Faults returns the faults of the process tier: kill -9 of a random
+// member and of the leader (restarted when healed), SIGSTOP of a random
+// member and of the leader for longer than the election timeout,
+// partitions, an isolated leader, a slow member and connection resets on
+// the peer proxies, and member replacement.
+func (c *Processes) Faults() []Fault {
+	victim := func(ctx context.Context, rng *rand.Rand, leader bool) int {
+		if leader {
+			if l := c.Leader(ctx); l >= 0 {
+				return l
+			}
+		}
+		return rng.IntN(c.size())
+	}
+	names := func() []string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var out []string
+		for _, m := range c.members {
+			out = append(out, m.name)
+		}
+		return out
+	}
+	kill := func(leader bool) func(context.Context, *rand.Rand) (string, func(context.Context) error, error) {
+		return func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
+			i := victim(ctx, rng, leader)
+			m := c.member(i)
+			c.Kill(i)
+			return m.name, func(context.Context) error { return c.Restart(i) }, nil
+		}
+	}
+	pause := func(leader bool) func(context.Context, *rand.Rand) (string, func(context.Context) error, error) {
+		return func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
+			i := victim(ctx, rng, leader)
+			m := c.member(i)
+			if err := c.Pause(i); err != nil {
+				return m.name, nil, err
+			}
+			return m.name, func(context.Context) error { return c.Resume(i) }, nil
+		}
+	}
+	heal := func(context.Context) error { c.Net.Heal(); return nil }
+	return []Fault{
+		{Name: "kill", Inject: kill(false)},
+		{Name: "kill-leader", Inject: kill(true)},
+		{Name: "pause", Inject: pause(false)},
+		{Name: "pause-leader", Inject: pause(true)},
+		{Name: "partition", Inject: func(_ context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
+			a, b := split(rng, names())
+			c.Net.Partition(a, b)
+			return fmt.Sprintf("%v | %v", a, b), heal, nil
+		}},
+		{Name: "isolate-leader", Inject: func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
+			name := c.member(victim(ctx, rng, true)).name
+			c.Net.Isolate(name)
+			return name, heal, nil
+		}},
+		{Name: "slow-member", Inject: func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
+			name := c.member(victim(ctx, rng, false)).name
+			r := LinkRule{Delay: time.Duration(20+rng.IntN(200)) * time.Millisecond, Jitter: 20 * time.Millisecond, Drop: 0.05 * rng.Float64()}
+			c.Net.SetRule(name, Any, r)
+			c.Net.SetRule(Any, name, r)
+			return name + ": " + r.String(), heal, nil
+		}},
+		{Name: "reset", Inject: func(context.Context, *rand.Rand) (string, func(context.Context) error, error) {
+			return fmt.Sprintf("%d connections", c.Net.Reset(Any)), nil, nil
+		}},
+		{Name: "replace", Inject: func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
+			desc, err := c.Replace(ctx, victim(ctx, rng, rng.IntN(3) == 0))
+			return desc, nil, err
+		}},
+	}
+}
