@@ -31,12 +31,12 @@ type testMember struct {
 
 // testCluster is a cluster of members in this process on loopback TCP.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	members []*testMember
 	tune    func(*server.Config)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,7 +47,7 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("SYNOD_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -55,7 +55,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // newTestCluster starts n members; tune adjusts every member's config.
-func newTestCluster(t *testing.T, n int, tune func(*server.Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, tune func(*server.Config)) *testCluster {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	c := &testCluster{t: t, tune: tune}
@@ -90,7 +90,7 @@ func newTestCluster(t *testing.T, n int, tune func(*server.Config)) *testCluster
 }
 
 // checkNoLeak fails if goroutines started by the test outlive it.
-func checkNoLeak(t *testing.T, before int) {
+func checkNoLeak(t testing.TB, before int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > before+2 { // the HTTP client's idle conns may linger briefly
 		if time.Now().After(deadline) {
