@@ -8,10 +8,10 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
-	"os"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -167,12 +167,13 @@ func (s *Store) Restore(r io.Reader) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	fs := s.opts.fs()
 	tmpDir, oldDir := s.dir+".restore", s.dir+".old"
-	if err := os.RemoveAll(tmpDir); err != nil {
+	if err := fs.RemoveAll(tmpDir); err != nil {
 		return err
 	}
-	if err := loadSnapshot(tmpDir, r); err != nil {
-		os.RemoveAll(tmpDir)
+	if err := loadSnapshot(tmpDir, r, fs); err != nil {
+		fs.RemoveAll(tmpDir)
 		return err
 	}
 	s.snaps.Wait()
@@ -180,13 +181,13 @@ func (s *Store) Restore(r io.Reader) error {
 		return err
 	}
 	s.db = nil
-	if err := os.RemoveAll(oldDir); err != nil {
+	if err := fs.RemoveAll(oldDir); err != nil {
 		return err
 	}
-	if err := os.Rename(s.dir, oldDir); err != nil {
+	if err := fs.Rename(s.dir, oldDir); err != nil {
 		return err
 	}
-	if err := os.Rename(tmpDir, s.dir); err != nil {
+	if err := fs.Rename(tmpDir, s.dir); err != nil {
 		return err
 	}
 	db, err := openDB(s.dir, s.opts)
@@ -200,7 +201,7 @@ func (s *Store) Restore(r io.Reader) error {
 	if err := s.ensureCurrentSpace(); err != nil {
 		return err
 	}
-	return os.RemoveAll(oldDir)
+	return fs.RemoveAll(oldDir)
 }
 
 // crcReader hashes what it reads.
@@ -230,8 +231,8 @@ func (c *crcReader) readFull(n uint64) ([]byte, error) {
 	return b, nil
 }
 
-func loadSnapshot(dir string, r io.Reader) (err error) {
-	db, err := openDB(dir, Options{CacheSize: 1 << 20})
+func loadSnapshot(dir string, r io.Reader, fs vfs.FS) (err error) {
+	db, err := openDB(dir, Options{CacheSize: 1 << 20, FS: fs})
 	if err != nil {
 		return err
 	}

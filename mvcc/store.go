@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Store is a multi-version key space stored in one Pebble database. It is
@@ -54,13 +55,25 @@ const DefaultCacheSize = 64 << 20
 type Options struct {
 	// CacheSize is the Pebble block cache size in bytes (0: DefaultCacheSize).
 	CacheSize int64
+	// FS is the file system the store lives on; nil means the operating
+	// system's. Crash tests pass one that loses unsynced writes
+	// (vfs.NewCrashableMem).
+	FS vfs.FS
+}
+
+// fs returns the file system the options name.
+func (o Options) fs() vfs.FS {
+	if o.FS == nil {
+		return vfs.Default
+	}
+	return o.FS
 }
 
 func openDB(dir string, o Options) (*pebble.DB, error) {
 	if o.CacheSize <= 0 {
 		o.CacheSize = DefaultCacheSize
 	}
-	return pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, CacheSize: o.CacheSize})
+	return pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, CacheSize: o.CacheSize, FS: o.fs()})
 }
 
 // Open opens (creating if needed) the store in dir with default Options.
@@ -71,7 +84,7 @@ func Open(dir string) (*Store, error) {
 // OpenWithOptions opens (creating if needed) the store in dir and restores
 // its revision, compaction point and consistent index.
 func OpenWithOptions(dir string, o Options) (*Store, error) {
-	if err := finishRestore(dir); err != nil {
+	if err := finishRestore(o.fs(), dir); err != nil {
 		return nil, err
 	}
 	db, err := openDB(dir, o)
@@ -773,22 +786,19 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 // <dir>.restore to dir, then removes <dir>.old. So: dir missing with a
 // <dir>.restore present means the second rename is still to do; otherwise
 // any leftover .restore (incomplete load) or .old is garbage.
-func finishRestore(dir string) error {
+func finishRestore(fs vfs.FS, dir string) error {
 	tmpDir, oldDir := dir+".restore", dir+".old"
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Stat(tmpDir); err == nil {
-			if _, err := os.Stat(oldDir); err == nil {
-				if err := os.Rename(tmpDir, dir); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if _, err := os.Stat(dir); err == nil {
-		if err := os.RemoveAll(tmpDir); err != nil {
+	exists := func(name string) bool { _, err := fs.Stat(name); return err == nil }
+	if _, err := fs.Stat(dir); errors.Is(err, os.ErrNotExist) && exists(tmpDir) && exists(oldDir) {
+		if err := fs.Rename(tmpDir, dir); err != nil {
 			return err
 		}
-		return os.RemoveAll(oldDir)
+	}
+	if exists(dir) {
+		if err := fs.RemoveAll(tmpDir); err != nil {
+			return err
+		}
+		return fs.RemoveAll(oldDir)
 	}
 	return nil
 }

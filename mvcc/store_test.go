@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 func openTest(t testing.TB) (*Store, string) {
@@ -696,7 +697,7 @@ func TestRestoreInterrupted(t *testing.T) {
 	mustPut(t, s, "old", "1")
 	s.Close()
 	// Simulate a crash after the load and the first rename.
-	if err := loadSnapshot(dir+".restore", bytes.NewReader(buf.Bytes())); err != nil {
+	if err := loadSnapshot(dir+".restore", bytes.NewReader(buf.Bytes()), vfs.Default); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(dir, dir+".old"); err != nil {

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/synod-db/synod/server/watch"
+	"github.com/synod-db/synod/wal"
 )
 
 // Config is everything a member needs to start. cmd/synod fills it from
@@ -72,6 +74,22 @@ type Config struct {
 
 	// Logger receives the member's logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Disks, if set, holds the raft log and the key space on file systems
+	// other than the operating system's. Crash tests use file systems
+	// that lose unsynced writes, to check that everything acknowledged
+	// survives a power loss.
+	Disks *Disks
+}
+
+// Disks are the file systems of a member's durable state. Snapshot files
+// stay on the operating system's: they are written whole, synced and
+// renamed into place, so keeping them cannot hide a lost write.
+type Disks struct {
+	// WAL holds the raft log (Config.WALDir).
+	WAL wal.FS
+	// KV holds the key space (the data directory's member/kv).
+	KV vfs.FS
 }
 
 // Defaults used when a Config field is zero.

@@ -26,11 +26,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,7 +171,12 @@ func (s *Server) open(peerLn net.Listener) error {
 		return fmt.Errorf("create data directory %s: %w", s.memberDir(), err)
 	}
 	var err error
-	s.kv, err = mvcc.Open(filepath.Join(s.memberDir(), "kv"))
+	var walFS wal.FS = wal.OSFS{}
+	var kvOpts mvcc.Options
+	if d := s.cfg.Disks; d != nil {
+		walFS, kvOpts.FS = d.WAL, d.KV
+	}
+	s.kv, err = mvcc.OpenWithOptions(filepath.Join(s.memberDir(), "kv"), kvOpts)
 	if err != nil {
 		return fmt.Errorf("open key space: %w", err)
 	}
@@ -188,7 +195,7 @@ func (s *Server) open(peerLn net.Listener) error {
 	if err := os.MkdirAll(s.incoming, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", s.incoming, err)
 	}
-	walExists, err := hasWAL(s.cfg.WALDir)
+	walExists, err := hasWAL(walFS, s.cfg.WALDir)
 	if err != nil {
 		return err
 	}
@@ -212,7 +219,7 @@ func (s *Server) open(peerLn net.Listener) error {
 	}
 	var recorded []byte
 	s.logs, recorded, err = logstore.Open(s.cfg.WALDir, s.snaps, metaBytes, logstore.Options{
-		WAL:            wal.Options{MaxSegments: maxWALs, Logger: s.lg},
+		WAL:            wal.Options{MaxSegments: maxWALs, Logger: s.lg, FS: walFS},
 		CatchUpEntries: s.cfg.SnapshotCatchUpEntries,
 		IsNoSnapshot:   func(err error) bool { return errors.Is(err, snap.ErrNoSnapshot) },
 		Logger:         s.lg,
@@ -312,12 +319,15 @@ func (s *Server) open(peerLn net.Listener) error {
 }
 
 // hasWAL reports whether dir holds WAL segments.
-func hasWAL(dir string) (bool, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
-	if err != nil {
-		return false, err
+func hasWAL(fs wal.FS, dir string) (bool, error) {
+	names, err := fs.ReadDir(dir)
+	if errors.Is(err, iofs.ErrNotExist) {
+		return false, nil
 	}
-	return len(names) > 0, nil
+	if err != nil {
+		return false, fmt.Errorf("list WAL directory %s: %w", dir, err)
+	}
+	return slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ".wal") }), nil
 }
 
 // bootstrapNew computes the members of a new cluster from the flags.

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	iofs "io/fs"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -13,547 +11,19 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
-// This file holds memFS, an in-memory FS that models what a power loss
-// keeps, and property tests that crash the WAL at random points of random
-// workloads and check what Open replays afterwards.
-//
-// The model of the disk:
-//   - Each file (inode) has its current bytes and its synced bytes; File.Sync
-//     makes the current bytes durable.
-//   - After a power loss a file holds its synced bytes overwritten by a prefix
-//     (cut at any byte) of what was written since, starting where the
-//     unsynced writes start: the last write torn at any byte. Where the file
-//     grew, the rest may read as zeros (its new size reached the disk, its
-//     data did not), as preallocated blocks do.
-//   - The directory has its current entries and its synced ones; SyncDir makes
-//     creations, renames and removals durable. After a power loss the
-//     directory is the synced entries, plus (in half of the crashes) a prefix
-//     of the operations done since, in order, as a journaling file system may
-//     commit them without being asked.
-//   - Directories created by MkdirAll are durable at once.
-//
-// A crash can be taken at any moment with Crash, or armed to happen before
-// the n-th mutating operation: the image is taken then and the file system
-// "loses power": every later operation fails with errPowerLost, so nothing
-// done afterwards can be mistaken for durable.
-
-// errPowerLost is returned by every operation of a memFS after its power loss.
-var errPowerLost = errors.New("memfs: power lost")
-
-// memInode is a file's contents.
-type memInode struct {
-	data   []byte
-	synced []byte
-	// dirtyFrom is the lowest offset changed since the last Sync, or -1.
-	dirtyFrom int
-	prealloc  int64
-}
-
-func (n *memInode) dirty(from int) {
-	if n.dirtyFrom < 0 || from < n.dirtyFrom {
-		n.dirtyFrom = from
-	}
-}
-
-func (n *memInode) writeAt(p []byte, off int) {
-	old := len(n.data)
-	n.dirty(min(off, old))
-	if end := off + len(p); end > old {
-		n.data = append(n.data, make([]byte, end-old)...)
-	}
-	copy(n.data[off:], p)
-}
-
-func (n *memInode) truncate(size int) {
-	old := len(n.data)
-	n.dirty(min(size, old))
-	if size <= old {
-		n.data = n.data[:size]
-	} else {
-		n.data = append(n.data, make([]byte, size-old)...)
-	}
-}
-
-// crashImage returns what a power loss leaves of the file.
-func (n *memInode) crashImage(rng *rand.Rand) []byte {
-	if n.dirtyFrom < 0 {
-		return bytes.Clone(n.synced)
-	}
-	// dirtyFrom never exceeds the synced length: the first change after a
-	// sync starts at or before the end of the file.
-	from := n.dirtyFrom
-	cut := from + rng.IntN(len(n.data)-from+1)
-	img := append(bytes.Clone(n.synced[:from]), n.data[from:cut]...)
-	if len(n.synced) > cut {
-		// The torn write did not reach these bytes: they keep their old
-		// contents.
-		img = append(img, n.synced[cut:]...)
-	} else if len(n.data) > cut && rng.IntN(2) == 0 {
-		// The new size reached the disk, the data did not.
-		img = append(img, make([]byte, 1+rng.IntN(len(n.data)-cut))...)
-	}
-	return img
-}
-
-// memDirOp is a directory operation not yet made durable by SyncDir.
-type memDirOp struct {
-	op       string // "create", "rename" or "remove"
-	name, to string
-	ino      *memInode
-}
-
-// memFS implements FS in memory; see the top of this file for its model.
-type memFS struct {
-	mu      sync.Mutex
-	rng     *rand.Rand // for crashes taken by an armed trigger
-	dirs    map[string]bool
-	files   map[string]*memInode // what the running system sees
-	durable map[string]*memInode // what the disk's directory holds
-	pending []memDirOp           // since the last SyncDir, in order
-	locks   map[string]bool
-
-	// ops counts mutating operations; crashAt, when positive, is the
-	// operation before which the power fails; crashIf, when set, is
-	// asked before each mutating operation.
-	ops     int
-	crashAt int
-	crashIf func(op, name string) bool
-	// keepDirOps, when not negative, is how many pending directory
-	// operations a crash keeps; negative means random.
-	keepDirOps int
-
-	dead    bool
-	image   *memFS // what the power loss left
-	crashOp string // the operation the power loss interrupted
-}
-
-func newMemFS(rng *rand.Rand) *memFS {
-	return &memFS{
-		rng:        rng,
-		dirs:       map[string]bool{"/": true},
-		files:      map[string]*memInode{},
-		durable:    map[string]*memInode{},
-		locks:      map[string]bool{},
-		keepDirOps: -1,
-	}
-}
-
-// arm makes the power fail before the n-th mutating operation from now.
-func (fs *memFS) arm(n int) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.crashAt = fs.ops + n
-}
-
-// disarm cancels an armed crash that has not happened.
-func (fs *memFS) disarm() {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fs.crashAt = 0
-}
-
-// powerLost reports whether an armed crash happened, and its image.
-func (fs *memFS) powerLost() (bool, *memFS) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	return fs.dead, fs.image
-}
-
-// step is called, with mu held, before each mutating operation.
-func (fs *memFS) step(op, name string) error {
-	if fs.dead {
-		return errPowerLost
-	}
-	fs.ops++
-	if (fs.crashAt > 0 && fs.ops >= fs.crashAt) || (fs.crashIf != nil && fs.crashIf(op, name)) {
-		fs.image = fs.crashLocked(fs.rng)
-		fs.crashOp = op + " " + filepath.Base(name)
-		fs.dead = true
-		return errPowerLost
-	}
-	return nil
-}
-
-// Crash returns the file system as a power loss now would leave it. The
-// receiver is unchanged.
-func (fs *memFS) Crash(rng *rand.Rand) *memFS {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	return fs.crashLocked(rng)
-}
-
-func (fs *memFS) crashLocked(rng *rand.Rand) *memFS {
-	names := maps.Clone(fs.durable)
-	keep := 0
-	switch {
-	case fs.keepDirOps >= 0:
-		keep = min(fs.keepDirOps, len(fs.pending))
-	case rng.IntN(2) == 0:
-		keep = rng.IntN(len(fs.pending) + 1)
-	}
-	for _, op := range fs.pending[:keep] {
-		switch op.op {
-		case "create":
-			names[op.name] = op.ino
-		case "rename":
-			if ino, ok := names[op.name]; ok {
-				delete(names, op.name)
-				names[op.to] = ino
-			}
-		case "remove":
-			delete(names, op.name)
-		}
-	}
-	img := newMemFS(rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64())))
-	img.dirs = maps.Clone(fs.dirs)
-	sorted := slices.Sorted(maps.Keys(names))
-	for _, name := range sorted {
-		data := names[name].crashImage(rng)
-		ino := &memInode{data: data, synced: bytes.Clone(data), dirtyFrom: -1}
-		img.files[name] = ino
-		img.durable[name] = ino
-	}
-	return img
-}
-
-// names lists the files of dir as the running system sees them.
-func (fs *memFS) names(dir string) []string {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	var out []string
-	for name := range fs.files {
-		if filepath.Dir(name) == dir {
-			out = append(out, filepath.Base(name))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func notExist(op, name string) error {
-	return &iofs.PathError{Op: op, Path: name, Err: iofs.ErrNotExist}
-}
-
-// OpenFile implements FS.
-func (fs *memFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.dead {
-		return nil, errPowerLost
-	}
-	name = filepath.Clean(name)
-	ino, ok := fs.files[name]
-	switch {
-	case !ok:
-		if flag&os.O_CREATE == 0 || !fs.dirs[filepath.Dir(name)] {
-			return nil, notExist("open", name)
-		}
-		if err := fs.step("create", name); err != nil {
-			return nil, err
-		}
-		ino = &memInode{dirtyFrom: -1}
-		fs.files[name] = ino
-		fs.pending = append(fs.pending, memDirOp{op: "create", name: name, ino: ino})
-	case flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0:
-		return nil, &iofs.PathError{Op: "open", Path: name, Err: iofs.ErrExist}
-	case flag&os.O_TRUNC != 0:
-		if err := fs.step("truncate", name); err != nil {
-			return nil, err
-		}
-		ino.truncate(0)
-	}
-	return &memFile{fs: fs, ino: ino, name: name, writable: flag&(os.O_WRONLY|os.O_RDWR) != 0}, nil
-}
-
-// Rename implements FS.
-func (fs *memFS) Rename(oldpath, newpath string) error {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	oldpath, newpath = filepath.Clean(oldpath), filepath.Clean(newpath)
-	if fs.dead {
-		return errPowerLost
-	}
-	ino, ok := fs.files[oldpath]
-	if !ok {
-		return notExist("rename", oldpath)
-	}
-	if err := fs.step("rename", newpath); err != nil {
-		return err
-	}
-	delete(fs.files, oldpath)
-	fs.files[newpath] = ino
-	fs.pending = append(fs.pending, memDirOp{op: "rename", name: oldpath, to: newpath})
-	return nil
-}
-
-// Remove implements FS.
-func (fs *memFS) Remove(name string) error {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	name = filepath.Clean(name)
-	if fs.dead {
-		return errPowerLost
-	}
-	if _, ok := fs.files[name]; !ok {
-		return notExist("remove", name)
-	}
-	if err := fs.step("remove", name); err != nil {
-		return err
-	}
-	delete(fs.files, name)
-	fs.pending = append(fs.pending, memDirOp{op: "remove", name: name})
-	return nil
-}
-
-// ReadDir implements FS.
-func (fs *memFS) ReadDir(dir string) ([]string, error) {
-	dir = filepath.Clean(dir)
-	fs.mu.Lock()
-	dead, exists := fs.dead, fs.dirs[dir]
-	fs.mu.Unlock()
-	if dead {
-		return nil, errPowerLost
-	}
-	if !exists {
-		return nil, notExist("readdir", dir)
-	}
-	return fs.names(dir), nil
-}
-
-// MkdirAll implements FS.
-func (fs *memFS) MkdirAll(dir string, perm os.FileMode) error {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.dead {
-		return errPowerLost
-	}
-	for d := filepath.Clean(dir); !fs.dirs[d]; d = filepath.Dir(d) {
-		fs.dirs[d] = true
-	}
-	return nil
-}
-
-// SyncDir implements FS.
-func (fs *memFS) SyncDir(dir string) error {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	dir = filepath.Clean(dir)
-	if err := fs.step("syncdir", dir); err != nil {
-		return err
-	}
-	for name := range fs.durable {
-		if filepath.Dir(name) == dir {
-			delete(fs.durable, name)
-		}
-	}
-	for name, ino := range fs.files {
-		if filepath.Dir(name) == dir {
-			fs.durable[name] = ino
-		}
-	}
-	fs.pending = slices.DeleteFunc(fs.pending, func(op memDirOp) bool { return filepath.Dir(op.name) == dir })
-	return nil
-}
-
-// Lock implements FS with an in-process lock table; a crash releases
-// every lock, as the death of the process would.
-func (fs *memFS) Lock(name string) (io.Closer, error) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if fs.dead {
-		return nil, errPowerLost
-	}
-	name = filepath.Clean(name)
-	if fs.locks[name] {
-		return nil, fmt.Errorf("%w: %s", ErrLocked, name)
-	}
-	fs.locks[name] = true
-	return &memLock{fs: fs, name: name}, nil
-}
-
-type memLock struct {
-	fs       *memFS
-	name     string
-	released bool
-}
-
-func (l *memLock) Close() error {
-	l.fs.mu.Lock()
-	defer l.fs.mu.Unlock()
-	if !l.released {
-		l.released = true
-		delete(l.fs.locks, l.name)
-	}
-	return nil
-}
-
-// memFile is an open file of a memFS.
-type memFile struct {
-	fs       *memFS
-	ino      *memInode
-	name     string
-	pos      int64
-	writable bool
-	closed   bool
-}
-
-// check is called with the file system's lock held.
-func (f *memFile) check() error {
-	if f.closed {
-		return os.ErrClosed
-	}
-	if f.fs.dead {
-		return errPowerLost
-	}
-	return nil
-}
-
-func (f *memFile) Read(p []byte) (int, error) {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.check(); err != nil {
-		return 0, err
-	}
-	if f.pos >= int64(len(f.ino.data)) {
-		return 0, io.EOF
-	}
-	n := copy(p, f.ino.data[f.pos:])
-	f.pos += int64(n)
-	return n, nil
-}
-
-func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.check(); err != nil {
-		return 0, err
-	}
-	if off >= int64(len(f.ino.data)) {
-		return 0, io.EOF
-	}
-	n := copy(p, f.ino.data[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (f *memFile) Write(p []byte) (int, error) {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.check(); err != nil {
-		return 0, err
-	}
-	if !f.writable {
-		return 0, fmt.Errorf("write %s: file not open for writing", f.name)
-	}
-	if err := f.fs.step("write", f.name); err != nil {
-		return 0, err
-	}
-	f.ino.writeAt(p, int(f.pos))
-	f.pos += int64(len(p))
-	return len(p), nil
-}
-
-func (f *memFile) Seek(offset int64, whence int) (int64, error) {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.check(); err != nil {
-		return 0, err
-	}
-	switch whence {
-	case io.SeekCurrent:
-		offset += f.pos
-	case io.SeekEnd:
-		offset += int64(len(f.ino.data))
-	}
-	if offset < 0 {
-		return 0, fmt.Errorf("seek %s: negative offset", f.name)
-	}
-	f.pos = offset
-	return offset, nil
-}
-
-func (f *memFile) Close() error {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if f.closed {
-		return os.ErrClosed
-	}
-	f.closed = true
-	return nil
-}
-
-func (f *memFile) Sync() error {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.check(); err != nil {
-		return err
-	}
-	if err := f.fs.step("sync", f.name); err != nil {
-		return err
-	}
-	if n := f.ino; n.dirtyFrom >= 0 {
-		// Only what changed is copied: dirtyFrom never exceeds either
-		// length.
-		n.synced = append(n.synced[:n.dirtyFrom], n.data[n.dirtyFrom:]...)
-		n.dirtyFrom = -1
-	}
-	return nil
-}
-
-func (f *memFile) Truncate(size int64) error {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.check(); err != nil {
-		return err
-	}
-	if err := f.fs.step("truncate", f.name); err != nil {
-		return err
-	}
-	f.ino.truncate(int(size))
-	return nil
-}
-
-func (f *memFile) Size() (int64, error) {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.check(); err != nil {
-		return 0, err
-	}
-	return int64(len(f.ino.data)), nil
-}
-
-func (f *memFile) Preallocate(size int64) error {
-	f.fs.mu.Lock()
-	defer f.fs.mu.Unlock()
-	if err := f.check(); err != nil {
-		return err
-	}
-	if err := f.fs.step("preallocate", f.name); err != nil {
-		return err
-	}
-	// Preallocated space is not part of the file: reads stop at its
-	// size, and a crash that grows the file fills it with zeros.
-	f.ino.prealloc = max(f.ino.prealloc, size)
-	return nil
-}
-
 // TestMemFSModel checks the simulated disk itself: what a crash keeps of
 // synced and unsynced writes and directory operations, and the lock.
 func TestMemFSModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	fs := newMemFS(rng)
+	fs := NewMemFS(rng)
 	mustT(t, fs.MkdirAll("/d", 0o700))
 	f, err := fs.OpenFile("/d/a", os.O_CREATE|os.O_RDWR, 0o600)
 	mustT(t, err)
@@ -973,7 +443,7 @@ func (r *plRun) step(w *WAL) error {
 
 // drive runs a random workload on w, arming a crash at a random step
 // (or none: the caller then crashes after the last step).
-func (r *plRun) drive(w *WAL, fs *memFS) error {
+func (r *plRun) drive(w *WAL, fs *MemFS) error {
 	steps := 10 + r.rng.IntN(80)
 	if r.bigEntries {
 		steps = 10 + r.rng.IntN(20)
@@ -1105,7 +575,7 @@ func (r *plRun) resume(l plLog) {
 // itself (a repair or the start of the pipeline) and starting over from
 // that crash's image. It returns the open WAL, or nil if no WAL was ever
 // created, and the file system it is on.
-func (r *plRun) reopen(img *memFS) (*WAL, *memFS, error) {
+func (r *plRun) reopen(img *MemFS) (*WAL, *MemFS, error) {
 	for attempt := 0; ; attempt++ {
 		r.opts.FS = img
 		r.stats.images++
@@ -1146,7 +616,7 @@ func (r *plRun) reopen(img *memFS) (*WAL, *memFS, error) {
 }
 
 // describe lists the files of dir and their sizes.
-func (fs *memFS) describe(dir string) string {
+func (fs *MemFS) describe(dir string) string {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	var parts []string
@@ -1160,7 +630,7 @@ func (fs *memFS) describe(dir string) string {
 
 // dumpRecords lists the records of each segment of dir, for failure
 // messages.
-func (fs *memFS) dumpRecords(dir string) string {
+func (fs *MemFS) dumpRecords(dir string) string {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	var b strings.Builder
@@ -1226,7 +696,7 @@ func runPowerLoss(seed uint64, stats *plStats) (err error) {
 		// without moving to a new segment.
 		r.opts.SegmentSize, r.bigEntries = 3<<20, true
 	}
-	fs := newMemFS(rand.New(rand.NewPCG(seed, 1)))
+	fs := NewMemFS(rand.New(rand.NewPCG(seed, 1)))
 	r.opts.FS = fs
 	var w *WAL
 	defer func() {
@@ -1256,7 +726,7 @@ func runPowerLoss(seed uint64, stats *plStats) (err error) {
 			}
 		}
 		fs.disarm()
-		var img *memFS
+		var img *MemFS
 		crash := "idle"
 		if dead, armed := fs.powerLost(); dead {
 			img = armed
@@ -1401,7 +871,7 @@ func TestPowerLossLeftoversIgnored(t *testing.T) {
 
 func leftoverRun(seed uint64, when func(op, name string) bool) error {
 	rng := rand.New(rand.NewPCG(seed, 2))
-	fs := newMemFS(rand.New(rand.NewPCG(seed, 3)))
+	fs := NewMemFS(rand.New(rand.NewPCG(seed, 3)))
 	opts := Options{FS: fs, SegmentSize: 2048, MaxSegments: 1, Logger: quiet()}
 	w, err := Create("/wal", nil, opts)
 	if err != nil {
@@ -1500,16 +970,16 @@ func TestPowerLossRegressions(t *testing.T) {
 	// crashes runs setup, loses power before each of the first n
 	// operations of step (keeping every directory operation, or none),
 	// and checks the image with check.
-	crashes := func(t *testing.T, n int, setup func(*memFS) *WAL, step func(*WAL) error, check func(*memFS, error) error) {
+	crashes := func(t *testing.T, n int, setup func(*MemFS) *WAL, step func(*WAL) error, check func(*MemFS, error) error) {
 		t.Helper()
 		for i := 1; i <= n; i++ {
 			for _, keep := range []int{0, 1 << 30} {
-				fs := newMemFS(rand.New(rand.NewPCG(uint64(i), uint64(keep))))
+				fs := NewMemFS(rand.New(rand.NewPCG(uint64(i), uint64(keep))))
 				fs.keepDirOps = keep
 				w := setup(fs)
 				fs.arm(i)
 				err := step(w)
-				var img *memFS
+				var img *MemFS
 				if dead, armed := fs.powerLost(); dead {
 					img = armed
 				} else {
@@ -1529,7 +999,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// its head left a last segment without a head, which Open refused.
 	t.Run("crash during a segment roll", func(t *testing.T) {
 		var acked []pb.Entry
-		crashes(t, 12, func(fs *memFS) *WAL {
+		crashes(t, 12, func(fs *MemFS) *WAL {
 			w, err := Create("/wal", nil, opts(fs))
 			mustT(t, err)
 			acked = entries(1, 11, 1)
@@ -1537,7 +1007,7 @@ func TestPowerLossRegressions(t *testing.T) {
 			return w
 		}, func(w *WAL) error {
 			return w.Save(pb.HardState{Term: 1}, big(11, 1, 2048), true)
-		}, func(img *memFS, err error) error {
+		}, func(img *MemFS, err error) error {
 			w, rp, err2 := Open("/wal", Marker{}, opts(img))
 			if err2 != nil {
 				return err2
@@ -1558,7 +1028,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// head: Open said corrupt and Create said it exists.
 	t.Run("crash during Create", func(t *testing.T) {
 		for i := 1; i <= 8; i++ {
-			fs := newMemFS(rand.New(rand.NewPCG(uint64(i), 9)))
+			fs := NewMemFS(rand.New(rand.NewPCG(uint64(i), 9)))
 			fs.keepDirOps = 1 << 30
 			fs.arm(i)
 			if w, err := Create("/wal", nil, opts(fs)); err == nil {
@@ -1583,7 +1053,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// a roll, named the new segment with a smaller first index than its
 	// predecessor's, and Open refused the (uncrashed) WAL.
 	t.Run("roll after an overwrite", func(t *testing.T) {
-		fs := newMemFS(rand.New(rand.NewPCG(1, 1)))
+		fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
 		w, err := Create("/wal", nil, opts(fs))
 		mustT(t, err)
 		mustT(t, w.Save(pb.HardState{Term: 1}, big(1, 1, 2100), true))    // rolls: next first 2
@@ -1605,7 +1075,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// marker and did not find it.
 	for _, restart := range []bool{false, true} {
 		t.Run(fmt.Sprintf("roll after a leader's snapshot past the log (restart %v)", restart), func(t *testing.T) {
-			fs := newMemFS(rand.New(rand.NewPCG(1, 1)))
+			fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
 			w, err := Create("/wal", nil, opts(fs))
 			mustT(t, err)
 			mustT(t, w.Save(pb.HardState{Term: 1}, big(1, 1, 1900), true))
@@ -1637,7 +1107,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// written: the member restarts from its older snapshot and goes on
 	// with its log. The next restart refused the WAL as corrupt.
 	t.Run("void leader's snapshot", func(t *testing.T) {
-		fs := newMemFS(rand.New(rand.NewPCG(1, 1)))
+		fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
 		w, err := Create("/wal", nil, opts(fs))
 		mustT(t, err)
 		mustT(t, w.Save(pb.HardState{Term: 1, Commit: 20}, entries(1, 31, 1), true))
@@ -1669,7 +1139,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// snapshotted at its new last index and restarted: replay brought
 	// back the replaced entries after the snapshot.
 	t.Run("replaced entries after the snapshot", func(t *testing.T) {
-		fs := newMemFS(rand.New(rand.NewPCG(1, 1)))
+		fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
 		w, err := Create("/wal", nil, opts(fs))
 		mustT(t, err)
 		mustT(t, w.Save(pb.HardState{Term: 1, Commit: 10}, entries(1, 21, 1), true))
@@ -1685,7 +1155,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// purge logged the snapshot index after releasing the lock that
 	// ReleaseTo changes it under (found by go test -race).
 	t.Run("ReleaseTo during a purge", func(t *testing.T) {
-		fs := newMemFS(rand.New(rand.NewPCG(1, 1)))
+		fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
 		o := opts(fs)
 		o.MaxSegments = 1
 		w, err := Create("/wal", nil, o)

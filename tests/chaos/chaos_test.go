@@ -145,7 +145,7 @@ func TestInProcess(t *testing.T) {
 				Name: fmt.Sprintf("inprocess/%d", size), Seed: seed, Duration: d,
 				Clients: 6, Keys: 5, Watchers: 2, OpTimeout: 1500 * time.Millisecond, Mix: LeaseMix,
 				Faults: c.Faults(), FaultGap: [2]time.Duration{200 * time.Millisecond, time.Second}, FaultHold: [2]time.Duration{300 * time.Millisecond, 2 * time.Second},
-				Script:       shortScript("isolate-leader", "flaky-network", "crash-leader", "one-way", "crash", "partition"),
+				Script:       shortScript("isolate-leader", "power-loss-all", "crash-leader", "flaky-network", "one-way", "partition"),
 				ArtifactsDir: artifactsDir(), Replay: replay("TestInProcess", seed, d), Logf: t.Logf,
 			})
 			c.Close()

@@ -19,8 +19,10 @@ import (
 )
 
 // InProcess is a cluster of members in this process (package embed),
-// each behind a proxy of Net on its peer port. Crashing a member stops
-// it at once (Member.Kill) and restarting reopens its data directory.
+// each behind a proxy of Net on its peer port and with its raft log and
+// key space on an in-memory disk that models power loss. Crashing a
+// member takes what a power loss would leave of its disk and stops it;
+// restarting opens that.
 type InProcess struct {
 	Net  *Network
 	dir  string
@@ -42,6 +44,9 @@ type ipMember struct {
 	proxy            *Proxy
 	log              *os.File
 	m                *embed.Member
+	// disk holds the raft log and key space, in memory, so that a crash
+	// can lose what was not synced (see disk).
+	disk *disk
 }
 
 // StartInProcess starts n members with data and logs under dir; tune, if
@@ -50,7 +55,7 @@ func StartInProcess(ctx context.Context, dir string, n int, seed uint64, tune fu
 	c := &InProcess{Net: NewNetwork(seed, nil), dir: dir, tune: tune, gen: 1}
 	var initial []string
 	for i := range n {
-		m := &ipMember{name: fmt.Sprintf("m%d", i), dir: filepath.Join(dir, fmt.Sprintf("m%d", i))}
+		m := &ipMember{name: fmt.Sprintf("m%d", i), dir: filepath.Join(dir, fmt.Sprintf("m%d", i)), disk: newDisk(rand.New(rand.NewPCG(seed, uint64(i))))}
 		var err error
 		if m.peerLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			c.Close()
@@ -134,6 +139,7 @@ func (c *InProcess) start(i int) error {
 		InitialCluster:         c.initial,
 		InitialClusterState:    "new",
 		Logger:                 slog.New(slog.NewJSONHandler(m.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Disks:                  m.disk.Disks(),
 	}
 	if c.tune != nil {
 		c.tune(&cfg)
@@ -220,8 +226,8 @@ func (c *InProcess) waitLeader(ctx context.Context) error {
 	}
 }
 
-// Crash stops member i at once.
-func (c *InProcess) Crash(i int) {
+// stop stops member i at once (without losing anything on its disk).
+func (c *InProcess) stop(i int) {
 	c.mu.Lock()
 	m := c.members[i].m
 	c.members[i].m = nil
@@ -230,6 +236,52 @@ func (c *InProcess) Crash(i int) {
 		m.Kill()
 		fmt.Fprintf(c.members[i].log, "{\"chaos\":\"killed %s\",\"time\":%q}\n", c.members[i].name, time.Now().Format(time.RFC3339Nano))
 	}
+}
+
+// PowerLoss crashes member i as a power loss would: its disk keeps what
+// was synced, loses or tears the rest, and it is stopped at once; Restart
+// brings it up on what is left.
+func (c *InProcess) PowerLoss(i int, rng *rand.Rand) {
+	c.mu.Lock()
+	m := c.members[i].m
+	c.members[i].m = nil
+	c.mu.Unlock()
+	if m == nil {
+		return
+	}
+	img := c.members[i].disk.PowerLoss(rng)
+	m.Kill()
+	c.members[i].disk = img
+	fmt.Fprintf(c.members[i].log, "{\"chaos\":\"power lost on %s\",\"time\":%q}\n", c.members[i].name, time.Now().Format(time.RFC3339Nano))
+}
+
+// PowerLossAll crashes every running member as one power loss would:
+// each disk's image is taken before any member stops, so only what every
+// member synced before that instant survives.
+func (c *InProcess) PowerLossAll(rng *rand.Rand) []string {
+	c.mu.Lock()
+	var up []int
+	var ms []*embed.Member
+	for i, m := range c.members {
+		if m.m != nil {
+			up = append(up, i)
+			ms = append(ms, m.m)
+			m.m = nil
+		}
+	}
+	c.mu.Unlock()
+	imgs := make([]*disk, len(up))
+	for k, i := range up {
+		imgs[k] = c.members[i].disk.PowerLoss(rng)
+	}
+	var names []string
+	for k, i := range up {
+		ms[k].Kill()
+		c.members[i].disk = imgs[k]
+		names = append(names, c.members[i].name)
+		fmt.Fprintf(c.members[i].log, "{\"chaos\":\"power lost on every member\",\"time\":%q}\n", time.Now().Format(time.RFC3339Nano))
+	}
+	return names
 }
 
 // Restart starts member i again from its data directory if it is down.
@@ -288,7 +340,7 @@ func (c *InProcess) SaveLogs(dir string) error {
 // Close stops every member and the network.
 func (c *InProcess) Close() {
 	for i := range c.members {
-		c.Crash(i)
+		c.stop(i)
 	}
 	c.Net.Close()
 	for _, m := range c.members {
@@ -306,7 +358,7 @@ func (c *InProcess) Close() {
 // Faults returns the faults of the in-process tier: network partitions
 // (random, leader isolated, one-way), a flaky network (messages dropped,
 // duplicated, reordered, delayed), a slow member, connection resets, and
-// crashes of a random member and of the leader.
+// power losses of a random member, of the leader and of every member.
 func (c *InProcess) Faults() []Fault {
 	names := func() []string {
 		var out []string
@@ -361,16 +413,20 @@ func (c *InProcess) Faults() []Fault {
 		}},
 		{Name: "crash", Inject: func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
 			i := rng.IntN(len(c.members))
-			c.Crash(i)
-			return c.members[i].name, func(context.Context) error { return c.Restart(i) }, nil
+			c.PowerLoss(i, rng)
+			return c.members[i].name + " (power loss)", func(context.Context) error { return c.Restart(i) }, nil
+		}},
+		{Name: "power-loss-all", Inject: func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
+			names := c.PowerLossAll(rng)
+			return fmt.Sprintf("%v", names), func(ctx context.Context) error { return c.Heal(ctx) }, nil
 		}},
 		{Name: "crash-leader", Inject: func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
 			i := c.Leader()
 			if i < 0 {
 				i = rng.IntN(len(c.members))
 			}
-			c.Crash(i)
-			return c.members[i].name, func(context.Context) error { return c.Restart(i) }, nil
+			c.PowerLoss(i, rng)
+			return c.members[i].name + " (power loss)", func(context.Context) error { return c.Restart(i) }, nil
 		}},
 	}
 }
