@@ -73,3 +73,43 @@ func BenchmarkRange(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkForEachLeasedKey walks the live keys of a store with 100,000
+// keys (one in ten leased, each with a few versions), as a restarting
+// member does to rebuild its lease attachments.
+func BenchmarkForEachLeasedKey(b *testing.B) {
+	s, _ := openTest(b)
+	const keys = 100000
+	val := make([]byte, 64)
+	for range 3 {
+		err := func() error {
+			_, _, err := s.Write(0, func(tx *WriteTxn) error {
+				for i := range keys {
+					lease := int64(0)
+					if i%10 == 0 {
+						lease = int64(1 + i%7)
+					}
+					if _, err := tx.Put([]byte(fmt.Sprintf("key/%08d", i)), val, lease, PutOptions{}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			return err
+		}()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		n := 0
+		if err := s.ForEachLeasedKey(func([]byte, int64) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != keys/10 {
+			b.Fatalf("%d leased keys, want %d", n, keys/10)
+		}
+	}
+}

@@ -117,47 +117,37 @@ func (s *Store) Leases() ([]LeaseRecord, error) {
 // attached to a lease, in key order, with the lease ID. The key slice is
 // only valid during the call. The server calls it when it opens the store
 // (and after installing a snapshot) to rebuild which keys each lease must
-// delete; it costs one pass over the live keys. fn's error stops the walk
-// and is returned.
+// delete. It reads the current-version space in one sequential pass, one
+// entry per live key, whatever the history. fn's error stops the walk and
+// is returned.
 func (s *Store) ForEachLeasedKey(fn func(key []byte, lease int64) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return ErrClosed
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKeyHi}})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixCur}, UpperBound: []byte{prefixCur + 1}})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-	var prefix []byte
-	// Each key's versions are one run in revision order, so its live
-	// version is the last entry before the next key's prefix: seek there
-	// and step back instead of reading the history.
-	for valid := it.First(); valid; {
-		p, _, ok := splitVersionKey(it.Key())
-		if !ok {
-			return fmt.Errorf("%w: key index entry %q", ErrCorrupt, it.Key())
-		}
-		prefix = append(prefix[:0], p...)
-		end := prefixEnd(prefix)
-		if !it.SeekLT(end) {
-			return fmt.Errorf("%w: key index lost %q", ErrCorrupt, prefix)
-		}
+	for valid := it.First(); valid; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		r, err := decodeRecord(v, false)
+		if len(v) < 16 {
+			return fmt.Errorf("%w: current version of %q", ErrCorrupt, it.Key()[1:])
+		}
+		r, err := decodeRecord(v[16:], false)
 		if err != nil {
 			return err
 		}
 		if !r.tombstone && r.lease != 0 {
-			if err := fn(r.key, r.lease); err != nil {
+			if err := fn(it.Key()[1:], r.lease); err != nil {
 				return err
 			}
 		}
-		valid = it.SeekGE(end)
 	}
 	return it.Error()
 }
