@@ -39,6 +39,27 @@ func (a *app) leaseClient() (clientv3.Lease, func() error, error) {
 	return lc, c.Close, nil
 }
 
+// leaseCall connects, makes one lease request with the request timeout
+// and prints the response: as JSON when asked, else with text.
+func leaseCall[R any](a *app, cmd *cobra.Command, call func(context.Context, clientv3.Lease) (R, error), text func(*printer, R) error) error {
+	lc, closeFn, err := a.leaseClient()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := a.requestContext(cmd.Context())
+	defer cancel()
+	resp, err := call(ctx, lc)
+	if err != nil {
+		return a.explain(err, nil)
+	}
+	p := a.printer()
+	if p.format == formatJSON {
+		return p.json(resp)
+	}
+	return text(p, resp)
+}
+
 // leaseArg parses the one <leaseID> argument.
 func leaseArg(cmd *cobra.Command, args []string) (clientv3.LeaseID, error) {
 	id, err := parseLeaseID(args[0])
@@ -61,23 +82,12 @@ raise a TTL below its minimum (one and a half election timeouts).`,
 			if err != nil {
 				return usageErrorf(cmd, "bad TTL %q: want a number of seconds", args[0])
 			}
-			lc, closeFn, err := a.leaseClient()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := a.requestContext(cmd.Context())
-			defer cancel()
-			resp, err := lc.Grant(ctx, ttl)
-			if err != nil {
-				return a.explain(err, nil)
-			}
-			p := a.printer()
-			if p.format == formatJSON {
-				return p.json(resp)
-			}
-			p.linef("lease %016x granted with TTL(%ds)", resp.ID, resp.TTL)
-			return nil
+			return leaseCall(a, cmd, func(ctx context.Context, lc clientv3.Lease) (*clientv3.LeaseGrantResponse, error) {
+				return lc.Grant(ctx, ttl)
+			}, func(p *printer, resp *clientv3.LeaseGrantResponse) error {
+				p.linef("lease %016x granted with TTL(%ds)", resp.ID, resp.TTL)
+				return nil
+			})
 		},
 	}
 }
@@ -92,23 +102,12 @@ func (a *app) leaseRevokeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			lc, closeFn, err := a.leaseClient()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := a.requestContext(cmd.Context())
-			defer cancel()
-			resp, err := lc.Revoke(ctx, id)
-			if err != nil {
-				return a.explain(err, nil)
-			}
-			p := a.printer()
-			if p.format == formatJSON {
-				return p.json(resp)
-			}
-			p.linef("lease %016x revoked", id)
-			return nil
+			return leaseCall(a, cmd, func(ctx context.Context, lc clientv3.Lease) (*clientv3.LeaseRevokeResponse, error) {
+				return lc.Revoke(ctx, id)
+			}, func(p *printer, _ *clientv3.LeaseRevokeResponse) error {
+				p.linef("lease %016x revoked", id)
+				return nil
+			})
 		},
 	}
 }
@@ -124,22 +123,15 @@ func (a *app) leaseTimeToLiveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			lc, closeFn, err := a.leaseClient()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := a.requestContext(cmd.Context())
-			defer cancel()
 			var opts []clientv3.LeaseOption
 			if keys {
 				opts = append(opts, clientv3.WithAttachedKeys())
 			}
-			resp, err := lc.TimeToLive(ctx, id, opts...)
-			if err != nil {
-				return a.explain(err, nil)
-			}
-			return a.printer().timeToLive(resp, keys)
+			return leaseCall(a, cmd, func(ctx context.Context, lc clientv3.Lease) (*clientv3.LeaseTimeToLiveResponse, error) {
+				return lc.TimeToLive(ctx, id, opts...)
+			}, func(p *printer, resp *clientv3.LeaseTimeToLiveResponse) error {
+				return p.timeToLive(resp, keys)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&keys, "keys", false, "also list the keys attached to the lease")
@@ -174,26 +166,15 @@ func (a *app) leaseListCommand() *cobra.Command {
 		Short: "List the IDs of all leases",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lc, closeFn, err := a.leaseClient()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			ctx, cancel := a.requestContext(cmd.Context())
-			defer cancel()
-			resp, err := lc.Leases(ctx)
-			if err != nil {
-				return a.explain(err, nil)
-			}
-			p := a.printer()
-			if p.format == formatJSON {
-				return p.json(resp)
-			}
-			p.linef("found %d leases", len(resp.Leases))
-			for _, l := range resp.Leases {
-				p.linef("%016x", l.ID)
-			}
-			return nil
+			return leaseCall(a, cmd, func(ctx context.Context, lc clientv3.Lease) (*clientv3.LeaseLeasesResponse, error) {
+				return lc.Leases(ctx)
+			}, func(p *printer, resp *clientv3.LeaseLeasesResponse) error {
+				p.linef("found %d leases", len(resp.Leases))
+				for _, l := range resp.Leases {
+					p.linef("%016x", l.ID)
+				}
+				return nil
+			})
 		},
 	}
 }
