@@ -74,6 +74,18 @@ type Record struct {
 	// RemainingTTL is the time to live left at the last checkpoint, 0 if
 	// none was taken since the grant or the last renewal.
 	RemainingTTL int64
+	// GrantIndex is the raft index of the entry that granted the lease:
+	// with the ID it names one incarnation of a lease, since an ID can be
+	// granted again after a revocation.
+	GrantIndex uint64
+}
+
+// Expiry is a lease whose deadline passed: its ID and the incarnation
+// (GrantIndex) that expired, which the revocation must name so that it
+// cannot revoke a later grant of the same ID.
+type Expiry struct {
+	ID         int64
+	GrantIndex uint64
 }
 
 // Checkpoint is the remaining TTL of one lease, as the leader measured it.
@@ -108,6 +120,7 @@ type lease struct {
 	id        int64
 	ttl       int64
 	remaining int64
+	grant     uint64 // raft index of the grant
 	keys      map[string]struct{}
 
 	// Primary only.
@@ -168,9 +181,10 @@ func (le *Lessor) CheckGrant(id, ttl int64) error {
 	return nil
 }
 
-// Grant adds a lease and returns its TTL (at least one second). A primary
-// lessor starts its countdown at once.
-func (le *Lessor) Grant(id, ttl int64) (int64, error) {
+// Grant adds a lease, granted by the raft entry at grantIndex, and
+// returns its TTL (at least one second). A primary lessor starts its
+// countdown at once.
+func (le *Lessor) Grant(id, ttl int64, grantIndex uint64) (int64, error) {
 	if err := le.CheckGrant(id, ttl); err != nil {
 		return 0, err
 	}
@@ -180,7 +194,7 @@ func (le *Lessor) Grant(id, ttl int64) (int64, error) {
 	if _, ok := le.leases[id]; ok {
 		return 0, ErrLeaseExists
 	}
-	l := &lease{id: id, ttl: ttl, idx: -1}
+	l := &lease{id: id, ttl: ttl, grant: grantIndex, idx: -1}
 	le.leases[id] = l
 	if le.primary {
 		l.deadline = le.now().Add(ttlDuration(ttl))
@@ -256,7 +270,7 @@ func (le *Lessor) Record(id int64) (Record, bool) {
 	if !ok {
 		return Record{}, false
 	}
-	return Record{ID: l.id, TTL: l.ttl, RemainingTTL: l.remaining}, true
+	return Record{ID: l.id, TTL: l.ttl, RemainingTTL: l.remaining, GrantIndex: l.grant}, true
 }
 
 // Attach records that key now belongs to lease id; false if there is no
@@ -296,7 +310,7 @@ func (le *Lessor) Reset(recs []Record) {
 	le.heap = le.heap[:0]
 	now := le.now()
 	for _, r := range recs {
-		l := &lease{id: r.ID, ttl: max(r.TTL, 1), remaining: max(r.RemainingTTL, 0), idx: -1}
+		l := &lease{id: r.ID, ttl: max(r.TTL, 1), remaining: max(r.RemainingTTL, 0), grant: r.GrantIndex, idx: -1}
 		le.leases[r.ID] = l
 		if le.primary {
 			l.deadline = now.Add(ttlDuration(l.base()))
@@ -419,20 +433,20 @@ func ceilSeconds(d time.Duration) int64 {
 // first, and marks them as being revoked: Renew no longer extends them,
 // and they are reported again after RevokeRetry if their revocation has
 // not been applied by then. Only a primary lessor expires leases.
-func (le *Lessor) Expired(limit int) []int64 {
+func (le *Lessor) Expired(limit int) []Expiry {
 	le.mu.Lock()
 	defer le.mu.Unlock()
 	if !le.primary {
 		return nil
 	}
 	now := le.now()
-	var out []int64
+	var out []Expiry
 	for len(out) < limit && len(le.heap) > 0 && !le.heap[0].deadline.After(now) {
 		l := le.heap[0]
 		l.revoking = true
 		l.deadline = now.Add(le.retry)
 		heap.Fix(&le.heap, 0)
-		out = append(out, l.id)
+		out = append(out, Expiry{ID: l.id, GrantIndex: l.grant})
 	}
 	return out
 }

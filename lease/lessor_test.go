@@ -38,7 +38,7 @@ func newTestLessor() (*Lessor, *fakeClock) {
 
 func mustGrant(t *testing.T, le *Lessor, id, ttl int64) {
 	t.Helper()
-	if _, err := le.Grant(id, ttl); err != nil {
+	if _, err := le.Grant(id, ttl, 0); err != nil {
 		t.Fatalf("grant %d: %v", id, err)
 	}
 }
@@ -61,22 +61,22 @@ func TestMinTTL(t *testing.T) {
 
 func TestGrantErrors(t *testing.T) {
 	le, _ := newTestLessor()
-	if _, err := le.Grant(0, 10); !errors.Is(err, ErrNoID) {
+	if _, err := le.Grant(0, 10, 0); !errors.Is(err, ErrNoID) {
 		t.Fatalf("id 0: %v", err)
 	}
-	if _, err := le.Grant(1, MaxTTL+1); !errors.Is(err, ErrTTLTooLarge) {
+	if _, err := le.Grant(1, MaxTTL+1, 0); !errors.Is(err, ErrTTLTooLarge) {
 		t.Fatalf("ttl too large: %v", err)
 	}
-	if ttl, err := le.Grant(1, MaxTTL); err != nil || ttl != MaxTTL {
+	if ttl, err := le.Grant(1, MaxTTL, 0); err != nil || ttl != MaxTTL {
 		t.Fatalf("max ttl: %d %v", ttl, err)
 	}
-	if _, err := le.Grant(1, 5); !errors.Is(err, ErrLeaseExists) {
+	if _, err := le.Grant(1, 5, 0); !errors.Is(err, ErrLeaseExists) {
 		t.Fatalf("duplicate: %v", err)
 	}
 	if err := le.CheckGrant(1, 5); !errors.Is(err, ErrLeaseExists) {
 		t.Fatalf("check duplicate: %v", err)
 	}
-	if ttl, err := le.Grant(-5, -3); err != nil || ttl != 1 {
+	if ttl, err := le.Grant(-5, -3, 0); err != nil || ttl != 1 {
 		t.Fatalf("negative ttl raised to 1: %d %v", ttl, err)
 	}
 	if got := le.Leases(); !reflect.DeepEqual(got, []int64{-5, 1}) {
@@ -98,7 +98,7 @@ func TestFollowerNeverExpires(t *testing.T) {
 	le, clk := newTestLessor()
 	mustGrant(t, le, 1, 5)
 	clk.Advance(time.Hour)
-	if got := le.Expired(10); got != nil {
+	if got := expiredIDs(le, 10); got != nil {
 		t.Fatalf("follower expired %v", got)
 	}
 	if _, _, err := le.Renew(1); !errors.Is(err, ErrNotPrimary) {
@@ -122,7 +122,7 @@ func TestExpiryAndRenew(t *testing.T) {
 	mustGrant(t, le, 1, 10)
 	mustGrant(t, le, 2, 20)
 	clk.Advance(9 * time.Second)
-	if got := le.Expired(10); got != nil {
+	if got := expiredIDs(le, 10); got != nil {
 		t.Fatalf("expired early: %v", got)
 	}
 	if ttl, reset, err := le.Renew(1); err != nil || ttl != 10 || reset {
@@ -136,11 +136,11 @@ func TestExpiryAndRenew(t *testing.T) {
 	if st, _ := le.TimeToLive(1, false); st.TTL != 1 {
 		t.Fatalf("remaining rounds up: %+v", st)
 	}
-	if got := le.Expired(10); got != nil {
+	if got := expiredIDs(le, 10); got != nil {
 		t.Fatalf("expired early: %v", got)
 	}
 	clk.Advance(time.Second) // t=19.5: lease 1 (deadline 19) is due
-	if got := le.Expired(10); !slices.Equal(got, []int64{1}) {
+	if got := expiredIDs(le, 10); !slices.Equal(got, []int64{1}) {
 		t.Fatalf("expired %v, want [1]", got)
 	}
 	// Being revoked: not renewable, not reported again until the retry.
@@ -154,11 +154,11 @@ func TestExpiryAndRenew(t *testing.T) {
 		t.Fatal("expired lease gone before its revocation")
 	}
 	clk.Advance(time.Second) // t=20.5: lease 2 due
-	if got := le.Expired(10); !slices.Equal(got, []int64{2}) {
+	if got := expiredIDs(le, 10); !slices.Equal(got, []int64{2}) {
 		t.Fatalf("expired %v, want [2]", got)
 	}
 	clk.Advance(1500 * time.Millisecond) // retry for 1 is due
-	if got := le.Expired(10); !slices.Equal(got, []int64{1}) {
+	if got := expiredIDs(le, 10); !slices.Equal(got, []int64{1}) {
 		t.Fatalf("retry: expired %v, want [1]", got)
 	}
 	if err := le.Revoke(1); err != nil {
@@ -168,7 +168,7 @@ func TestExpiryAndRenew(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Hour)
-	if got := le.Expired(10); got != nil {
+	if got := expiredIDs(le, 10); got != nil {
 		t.Fatalf("revoked leases expired: %v", got)
 	}
 }
@@ -183,7 +183,7 @@ func TestExpiredLimitOrder(t *testing.T) {
 	clk.Advance(20 * time.Second)
 	var all []int64
 	for {
-		got := le.Expired(3)
+		got := expiredIDs(le, 3)
 		if len(got) == 0 {
 			break
 		}
@@ -215,11 +215,11 @@ func TestPromoteExtends(t *testing.T) {
 		t.Fatalf("checkpointed lease after promote: %+v", st)
 	}
 	clk.Advance(6 * time.Second)
-	if got := le.Expired(10); got != nil {
+	if got := expiredIDs(le, 10); got != nil {
 		t.Fatalf("expired early: %v", got)
 	}
 	clk.Advance(1 * time.Second)
-	if got := le.Expired(10); !slices.Equal(got, []int64{2}) {
+	if got := expiredIDs(le, 10); !slices.Equal(got, []int64{2}) {
 		t.Fatalf("expired %v, want [2]", got)
 	}
 	// A renewal of a checkpointed lease asks for the checkpoint's reset.
@@ -228,7 +228,7 @@ func TestPromoteExtends(t *testing.T) {
 	}
 	le.Demote()
 	clk.Advance(time.Hour)
-	if got := le.Expired(10); got != nil {
+	if got := expiredIDs(le, 10); got != nil {
 		t.Fatalf("demoted lessor expired %v", got)
 	}
 	// Promote again: the lease being revoked when demoted is renewable
@@ -323,7 +323,7 @@ func TestResetWhilePrimary(t *testing.T) {
 		t.Fatal("reset kept an old lease")
 	}
 	clk.Advance(3 * time.Second)
-	if got := le.Expired(10); !slices.Equal(got, []int64{2}) {
+	if got := expiredIDs(le, 10); !slices.Equal(got, []int64{2}) {
 		t.Fatalf("expired %v", got)
 	}
 }
@@ -345,7 +345,7 @@ func TestModel(t *testing.T) {
 		switch op := rng.IntN(10); op {
 		case 0, 1:
 			ttl := rng.Int64N(20) + 1
-			_, err := le.Grant(id, ttl)
+			_, err := le.Grant(id, ttl, 0)
 			if _, ok := model[id]; ok != errors.Is(err, ErrLeaseExists) {
 				t.Fatalf("step %d: grant %d: %v (model has it: %v)", step, id, err, ok)
 			}
@@ -379,7 +379,7 @@ func TestModel(t *testing.T) {
 		case 5:
 			clk.Advance(time.Duration(rng.Int64N(3000)) * time.Millisecond)
 		case 6:
-			got := le.Expired(1000)
+			got := expiredIDs(le, 1000)
 			var want []int64
 			if primary {
 				for id, m := range model {
@@ -454,7 +454,7 @@ func TestConcurrentUse(t *testing.T) {
 					le.Attach(id, []byte(fmt.Sprint(i)))
 					le.Exists(id)
 				case 3:
-					le.Expired(10)
+					expiredIDs(le, 10)
 					le.Checkpoints()
 				}
 			}
@@ -470,7 +470,7 @@ func BenchmarkRenew(b *testing.B) {
 			le := New(Config{})
 			le.Promote(0)
 			for i := range n {
-				le.Grant(int64(i+1), 60)
+				le.Grant(int64(i+1), 60, 0)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -489,7 +489,7 @@ func BenchmarkRenewParallel(b *testing.B) {
 	le := New(Config{})
 	le.Promote(0)
 	for i := range n {
-		le.Grant(int64(i+1), 60)
+		le.Grant(int64(i+1), 60, 0)
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -505,8 +505,8 @@ func BenchmarkRenewParallel(b *testing.B) {
 // a leased key that replaces another.
 func BenchmarkAttachDetach(b *testing.B) {
 	le := New(Config{})
-	le.Grant(1, 60)
-	le.Grant(2, 60)
+	le.Grant(1, 60, 0)
+	le.Grant(2, 60, 0)
 	key := []byte("/registry/services/endpoints/default/kubernetes")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -514,5 +514,41 @@ func BenchmarkAttachDetach(b *testing.B) {
 		le.Attach(2, key)
 		le.Detach(2, key)
 		le.Attach(1, key)
+	}
+}
+
+// expiredIDs returns the IDs Expired reports.
+func expiredIDs(le *Lessor, limit int) []int64 {
+	var ids []int64
+	for _, e := range le.Expired(limit) {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+// TestGrantIndexNamesTheIncarnation checks that the grant index travels
+// with a lease through Record, Reset and Expired, so that an expiry names
+// the grant that expired and not a later one of the same ID.
+func TestGrantIndexNamesTheIncarnation(t *testing.T) {
+	le, clk := newTestLessor()
+	le.Promote(0)
+	if _, err := le.Grant(1, 5, 40); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok := le.Record(1); !ok || rec.GrantIndex != 40 {
+		t.Fatalf("record %+v, %v: want grant index 40", rec, ok)
+	}
+	if err := le.Revoke(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := le.Grant(1, 5, 77); err != nil {
+		t.Fatal(err)
+	}
+	le.Reset([]Record{{ID: 1, TTL: 5, GrantIndex: 77}, {ID: 2, TTL: 5, GrantIndex: 80}})
+	clk.Advance(6 * time.Second)
+	got := le.Expired(10)
+	slices.SortFunc(got, func(a, b Expiry) int { return int(a.ID - b.ID) })
+	if want := []Expiry{{ID: 1, GrantIndex: 77}, {ID: 2, GrantIndex: 80}}; !slices.Equal(got, want) {
+		t.Fatalf("expired %+v, want %+v", got, want)
 	}
 }

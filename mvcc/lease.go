@@ -13,15 +13,23 @@ import (
 // revocation, as the deletion of the lease's keys). Each lease is one
 // entry in the metadata space, which every snapshot carries:
 //
-//	m/lease/<id 8B BE> -> format byte (1), TTL, remaining TTL (varints)
+//	m/lease/<id 8B BE> -> format byte (2), TTL, remaining TTL (varints),
+//	                      grant index (uvarint)
+//
+// Format 1 (before grant indexes were kept) has no grant index; it reads
+// as 0.
 //
 // Which keys belong to which lease is not stored a second time: it is the
 // Lease field of each key's live version, and the server rebuilds its
 // attachments from it (ForEachLeasedKey) when it opens the store.
 var leasePrefix = []byte("m/lease/")
 
-// leaseFormat is the first byte of a stored lease record.
-const leaseFormat = 1
+// leaseFormat is the first byte of a stored lease record;
+// leaseFormatNoGrant is the older format without the grant index.
+const (
+	leaseFormat        = 2
+	leaseFormatNoGrant = 1
+)
 
 // LeaseRecord is the durable state of one lease.
 type LeaseRecord struct {
@@ -33,6 +41,9 @@ type LeaseRecord struct {
 	// seconds; 0 means none was taken since the lease was granted or last
 	// renewed, so a new leader counts the whole TTL.
 	RemainingTTL int64
+	// GrantIndex is the raft index of the entry that granted the lease
+	// (0 for records written before it was kept).
+	GrantIndex uint64
 }
 
 func leaseKey(id int64) []byte {
@@ -40,19 +51,21 @@ func leaseKey(id int64) []byte {
 }
 
 func (r *LeaseRecord) encode() []byte {
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64)
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64)
 	b = append(b, leaseFormat)
 	b = binary.AppendVarint(b, r.TTL)
-	return binary.AppendVarint(b, r.RemainingTTL)
+	b = binary.AppendVarint(b, r.RemainingTTL)
+	return binary.AppendUvarint(b, r.GrantIndex)
 }
 
 func decodeLease(k, v []byte) (LeaseRecord, error) {
 	bad := func() (LeaseRecord, error) {
 		return LeaseRecord{}, fmt.Errorf("%w: lease record %x=%x", ErrCorrupt, k, v)
 	}
-	if len(k) != len(leasePrefix)+8 || len(v) < 1 || v[0] != leaseFormat {
+	if len(k) != len(leasePrefix)+8 || len(v) < 1 || (v[0] != leaseFormat && v[0] != leaseFormatNoGrant) {
 		return bad()
 	}
+	format := v[0]
 	r := LeaseRecord{ID: int64(binary.BigEndian.Uint64(k[len(leasePrefix):]))}
 	v = v[1:]
 	var n int
@@ -60,7 +73,17 @@ func decodeLease(k, v []byte) (LeaseRecord, error) {
 		return bad()
 	}
 	v = v[n:]
-	if r.RemainingTTL, n = binary.Varint(v); n <= 0 || n != len(v) {
+	if r.RemainingTTL, n = binary.Varint(v); n <= 0 {
+		return bad()
+	}
+	v = v[n:]
+	if format == leaseFormat {
+		if r.GrantIndex, n = binary.Uvarint(v); n <= 0 {
+			return bad()
+		}
+		v = v[n:]
+	}
+	if len(v) != 0 {
 		return bad()
 	}
 	return r, nil

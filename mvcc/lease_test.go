@@ -167,10 +167,30 @@ func TestForEachLeasedKey(t *testing.T) {
 	}
 }
 
+// TestLeaseRecordGrantIndex checks that a record keeps its grant index,
+// and that a record of the older format without one reads as index 0.
+func TestLeaseRecordGrantIndex(t *testing.T) {
+	s, _ := openTest(t)
+	if _, _, err := s.Write(1, func(tx *WriteTxn) error {
+		return tx.PutLease(LeaseRecord{ID: 5, TTL: 10, RemainingTTL: 3, GrantIndex: 1 << 40})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Set(leaseKey(6), []byte{leaseFormatNoGrant, 40, 2}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Leases()
+	want := []LeaseRecord{{ID: 5, TTL: 10, RemainingTTL: 3, GrantIndex: 1 << 40}, {ID: 6, TTL: 20, RemainingTTL: 1}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("leases %+v, %v; want %+v", got, err, want)
+	}
+}
+
 // TestLeaseRecordCorrupt reports a damaged record instead of guessing.
 func TestLeaseRecordCorrupt(t *testing.T) {
 	s, _ := openTest(t)
-	for _, v := range [][]byte{nil, {2, 2, 2}, {leaseFormat}, {leaseFormat, 2}, {leaseFormat, 2, 2, 2}, {leaseFormat, 0xff}} {
+	for _, v := range [][]byte{nil, {3, 2, 2, 2}, {leaseFormat}, {leaseFormat, 2}, {leaseFormat, 2, 2}, {leaseFormat, 2, 2, 2, 2},
+		{leaseFormatNoGrant, 2, 2, 2}, {leaseFormat, 0xff}} {
 		if err := s.db.Set(leaseKey(1), v, pebble.Sync); err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/synod-db/synod/lease"
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/raft/raftpb"
 )
@@ -63,12 +64,12 @@ func TestProposeForUnexpectedResult(t *testing.T) {
 	}
 }
 
-// TestExpiryTermSurvivesTheLog checks that the term an expiry revocation
-// was decided in travels through the entry's encoding, and that a
+// TestExpirySurvivesTheLog checks that the term and grant an expiry
+// revocation names travel through the entry's encoding, and that a
 // client's revocation carries none.
-func TestExpiryTermSurvivesTheLog(t *testing.T) {
+func TestExpirySurvivesTheLog(t *testing.T) {
 	req := &pb.InternalRaftRequest{ID: 3, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}}
-	markExpiry(req, 17)
+	markExpiry(req, expiry{term: 17, grantIndex: 1 << 35})
 	data, err := proto.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
@@ -77,11 +78,35 @@ func TestExpiryTermSurvivesTheLog(t *testing.T) {
 	if err := proto.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
 	}
-	if term, ok := expiryTerm(&got); !ok || term != 17 || got.LeaseRevoke.GetID() != 9 {
-		t.Fatalf("decoded expiry term %d, %v (lease %d), want 17, true (lease 9)", term, ok, got.LeaseRevoke.GetID())
+	if e, ok := expiryOf(&got); !ok || e != (expiry{term: 17, grantIndex: 1 << 35}) || got.LeaseRevoke.GetID() != 9 {
+		t.Fatalf("decoded expiry %+v, %v (lease %d), want term 17, grant 1<<35 (lease 9)", e, ok, got.LeaseRevoke.GetID())
 	}
 	client := &pb.InternalRaftRequest{ID: 4, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}}
-	if _, ok := expiryTerm(client); ok {
+	if _, ok := expiryOf(client); ok {
 		t.Fatal("a client's revocation reads as an expiry")
+	}
+}
+
+// TestExpiryCurrent checks which expiries are applied: only from the
+// deciding leader's term, and only for the grant that expired.
+func TestExpiryCurrent(t *testing.T) {
+	ls := &leaseState{les: lease.New(lease.Config{})}
+	if _, err := ls.les.Grant(7, 10, 100); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		e    expiry
+		term uint64
+		id   int64
+		want bool
+	}{
+		{expiry{term: 4, grantIndex: 100}, 4, 7, true},
+		{expiry{term: 4, grantIndex: 100}, 5, 7, false}, // forwarded to a later leader
+		{expiry{term: 4, grantIndex: 90}, 4, 7, false},  // an earlier grant of lease 7
+		{expiry{term: 4, grantIndex: 90}, 4, 8, true},   // unknown lease: "not found"
+	} {
+		if got := ls.expiryCurrent(c.e, c.term, c.id); got != c.want {
+			t.Errorf("expiry %+v of lease %d in an entry of term %d: current = %v, want %v", c.e, c.id, c.term, got, c.want)
+		}
 	}
 }

@@ -107,7 +107,7 @@ func (s *Server) loadLeases(ls *leaseState) error {
 	}
 	table := make([]lease.Record, len(recs))
 	for i, r := range recs {
-		table[i] = lease.Record{ID: r.ID, TTL: r.TTL, RemainingTTL: r.RemainingTTL}
+		table[i] = lease.Record{ID: r.ID, TTL: r.TTL, RemainingTTL: r.RemainingTTL, GrantIndex: r.GrantIndex}
 	}
 	ls.les.Reset(table)
 	var keys, orphans int
@@ -256,29 +256,29 @@ func (s *Server) leadLeases(ls *leaseState, lc <-chan struct{}) {
 // leads: a leader deposed without knowing it must not revoke leases whose
 // renewals now go to its successor.
 func (s *Server) revokeExpired(ls *leaseState, term uint64) {
-	ids := ls.les.Expired(maxRevokesPerRound)
-	if len(ids) == 0 {
+	exps := ls.les.Expired(maxRevokesPerRound)
+	if len(exps) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
 	if err := s.LinearizableRead(ctx); err != nil {
-		s.lg.Warn("not revoking expired leases: leadership not confirmed", "leases", len(ids), "err", err)
+		s.lg.Warn("not revoking expired leases: leadership not confirmed", "leases", len(exps), "err", err)
 		return // Expired reports them again after RevokeRetry
 	}
 	sem := make(chan struct{}, revokeConcurrency)
 	var wg sync.WaitGroup
-	for _, id := range ids {
+	for _, exp := range exps {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}}
-			markExpiry(req, term)
+			req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: exp.ID}}
+			markExpiry(req, expiry{term: term, grantIndex: exp.GrantIndex})
 			_, err := s.propose(ctx, req)
 			if err != nil && !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrStaleExpiry) {
-				s.lg.Warn("revoke expired lease", "lease", fmt.Sprintf("%016x", id), "err", err)
+				s.lg.Warn("revoke expired lease", "lease", fmt.Sprintf("%016x", exp.ID), "err", err)
 			}
 		}()
 	}
@@ -360,8 +360,9 @@ func (s *Server) applyLease(index, entryTerm uint64, req *pb.InternalRaftRequest
 	case req.LeaseGrant != nil:
 		return s.applyLeaseGrant(ls, index, req.LeaseGrant)
 	case req.LeaseRevoke != nil:
-		if term, ok := expiryTerm(req); ok && term != entryTerm {
-			// A deposed leader's expiry decision (see expiryTermField).
+		if exp, ok := expiryOf(req); ok && !ls.expiryCurrent(exp, entryTerm, req.LeaseRevoke.ID) {
+			// A deposed leader's expiry, or one of an earlier grant of
+			// the same ID (see expiryTermField).
 			if err := s.kv.SetConsistentIndex(index); err != nil {
 				return nil, err
 			}
@@ -396,12 +397,12 @@ func (s *Server) applyLeaseGrant(ls *leaseState, index uint64, r *pb.LeaseGrantR
 		if err := ls.les.CheckGrant(r.ID, ttl); err != nil {
 			return leaseGRPCError(err)
 		}
-		return tx.PutLease(mvcc.LeaseRecord{ID: r.ID, TTL: ttl})
+		return tx.PutLease(mvcc.LeaseRecord{ID: r.ID, TTL: ttl, GrantIndex: index})
 	})
 	if err != nil || !applied { // !applied: applied before a restart
 		return nil, err
 	}
-	if _, err := ls.les.Grant(r.ID, ttl); err != nil {
+	if _, err := ls.les.Grant(r.ID, ttl, index); err != nil {
 		return nil, fmt.Errorf("lessor disagrees with the stored leases on grant %016x: %w", r.ID, err)
 	}
 	return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: rev}, ID: r.ID, TTL: ttl}, nil
@@ -453,7 +454,7 @@ func (s *Server) applyLeaseCheckpoint(ls *leaseState, index uint64, cps []*pb.Le
 				continue // revoked since the leader measured it
 			}
 			rec.RemainingTTL = min(max(cp.GetRemaining_TTL(), 0), rec.TTL)
-			if err := tx.PutLease(mvcc.LeaseRecord{ID: rec.ID, TTL: rec.TTL, RemainingTTL: rec.RemainingTTL}); err != nil {
+			if err := tx.PutLease(mvcc.LeaseRecord{ID: rec.ID, TTL: rec.TTL, RemainingTTL: rec.RemainingTTL, GrantIndex: rec.GrantIndex}); err != nil {
 				return err
 			}
 		}

@@ -5,47 +5,83 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// expiryTermField is a field number of InternalRaftRequest that etcd's
-// schema leaves unused. synod sets it, as an unknown field that proto
-// keeps through Marshal and Unmarshal, on the LeaseRevoke a leader
-// proposes because a lease expired: its value is the term in which that
-// leader counted the lease's deadline.
+// Field numbers of InternalRaftRequest that etcd's schema leaves unused.
+// synod sets them, as unknown fields that proto keeps through Marshal and
+// Unmarshal, on the LeaseRevoke a leader proposes because a lease
+// expired: the term in which that leader counted the lease's deadline,
+// and the raft index of the grant that expired.
 //
 // Only that term's leader may expire leases. A leader that was paused
 // (or cut off) and deposed can still decide, when it resumes and before
 // it notices, that leases expired by its stale clock, and its proposal
 // would be forwarded to the new leader and applied, revoking leases the
-// clients kept alive with the new leader, or a lease granted again under
-// the same ID. An expiry is therefore applied only from an entry of the
-// term it names: the proposing leader's own log, in its own term.
-const expiryTermField protowire.Number = 536870000
+// clients kept alive with the new leader. So an expiry is applied only
+// from an entry of the term it names: the proposing leader's own log, in
+// its own term. And since a lease ID can be revoked and granted again
+// while an expiry is on its way, the expiry names the grant it is about
+// and is refused if the lease now stems from another.
+const (
+	expiryTermField  protowire.Number = 536870000
+	expiryGrantField protowire.Number = 536870001
+)
 
-// markExpiry tags req as the expiry of a lease decided in term.
-func markExpiry(req *pb.InternalRaftRequest, term uint64) {
+// expiry identifies a lease expiry decision.
+type expiry struct {
+	term       uint64 // the leader's term when it decided
+	grantIndex uint64 // the raft index of the grant that expired
+}
+
+// markExpiry tags req as the expiry e.
+func markExpiry(req *pb.InternalRaftRequest, e expiry) {
 	b := protowire.AppendTag(nil, expiryTermField, protowire.VarintType)
-	b = protowire.AppendVarint(b, term)
+	b = protowire.AppendVarint(b, e.term)
+	b = protowire.AppendTag(b, expiryGrantField, protowire.VarintType)
+	b = protowire.AppendVarint(b, e.grantIndex)
 	req.ProtoReflect().SetUnknown(b)
 }
 
-// expiryTerm returns the term an expiry revocation was decided in, and
-// false for a revocation a client asked for.
-func expiryTerm(req *pb.InternalRaftRequest) (uint64, bool) {
+// expiryOf returns the expiry req carries, and false for a revocation a
+// client asked for.
+func expiryOf(req *pb.InternalRaftRequest) (expiry, bool) {
+	var e expiry
+	var hasTerm, hasGrant bool
 	b := req.ProtoReflect().GetUnknown()
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return 0, false
+			return expiry{}, false
 		}
 		b = b[n:]
-		if num == expiryTermField && typ == protowire.VarintType {
+		if typ == protowire.VarintType && (num == expiryTermField || num == expiryGrantField) {
 			v, m := protowire.ConsumeVarint(b)
-			return v, m >= 0
+			if m < 0 {
+				return expiry{}, false
+			}
+			if num == expiryTermField {
+				e.term, hasTerm = v, true
+			} else {
+				e.grantIndex, hasGrant = v, true
+			}
+			b = b[m:]
+			continue
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
-			return 0, false
+			return expiry{}, false
 		}
 		b = b[m:]
 	}
-	return 0, false
+	return e, hasTerm && hasGrant
+}
+
+// expiryCurrent reports whether expiry e of lease id, in an entry of
+// entryTerm, still holds: decided by that term's leader, about the grant
+// the lease table has now. An unknown lease passes, so that the
+// revocation answers "lease not found" as any other would.
+func (ls *leaseState) expiryCurrent(e expiry, entryTerm uint64, id int64) bool {
+	if e.term != entryTerm {
+		return false
+	}
+	rec, ok := ls.les.Record(id)
+	return !ok || rec.GrantIndex == e.grantIndex
 }
