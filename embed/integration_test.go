@@ -3,6 +3,7 @@ package embed
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -325,5 +326,48 @@ func TestErrors(t *testing.T) {
 	resp, err := cli.Get(ctx, "k")
 	if err != nil || string(resp.Kvs[0].Value) != "4" || !slices.Equal([]int64{resp.Kvs[0].Version}, []int64{5}) {
 		t.Fatalf("k after bad requests: %v %+v", err, resp)
+	}
+}
+
+// TestWritesBeforeFirstLeader sends writes to a member that has not
+// elected a leader yet: they wait for one and then succeed. It is the
+// regression test of writes failing with "leader changed" although they
+// committed: a request waiting for a leader was registered under the term
+// it arrived in, and the new leader's first entry failed it as if its
+// proposal had been lost with an old leader.
+func TestWritesBeforeFirstLeader(t *testing.T) {
+	tm := &testMember{name: "m0", dir: filepath.Join(t.TempDir(), "m0"), peerURL: "http://" + freeAddr(t), clientAddr: freeAddr(t)}
+	c := &testCluster{t: t, members: []*testMember{tm}, tune: func(cfg *server.Config) {
+		cfg.ElectionTimeout = time.Second // long enough for every write to arrive first
+	}}
+	ic, err := server.ParseInitialCluster(tm.name + "=" + tm.peerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.start(tm, ic, "new")
+	defer tm.m.Kill()
+	if tm.m.Server.Leader() != 0 {
+		t.Skip("a leader was elected before the writes: nothing to check")
+	}
+	cli := c.client(0)
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := cli.Put(ctx, fmt.Sprintf("early/%d", i), "v"); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("write sent before the first leader: %v", err)
+	}
+	if n := countPrefix(t, cli, "early/"); n != 20 {
+		t.Fatalf("%d of 20 early writes stored", n)
 	}
 }

@@ -38,7 +38,7 @@ func TestApplySkippedEntryAnswersResultUnknown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := s.w.register(42, 1)
+	ch := s.w.register(42)
 	rev := kv.Rev()
 	if err := s.applyNormal(&raftpb.Entry{Index: 7, Term: 1, Type: raftpb.EntryNormal, Data: data}); err != nil {
 		t.Fatal(err)

@@ -170,17 +170,25 @@ func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeTyp
 	cc := raftpb.ConfChange{Type: typ, NodeID: m.ID, Context: mctx, ID: id}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	ch := s.w.register(id, s.term.Load())
+	if err := s.waitLeader(ctx, cctx); err != nil {
+		return nil, err
+	}
+	ch := s.w.register(id)
 	if err := s.node.ProposeConfChange(cctx, cc); err != nil {
 		s.w.cancel(id)
 		return nil, s.timeoutError(ctx, cctx)
 	}
+	s.w.proposed(id, s.term.Load())
 	select {
 	case res := <-ch:
 		if res.err != nil {
 			return nil, res.err
 		}
-		return res.resp.(confChangeResult).members, nil
+		out, ok := res.resp.(confChangeResult)
+		if !ok {
+			return nil, fmt.Errorf("%w (the apply step answered with %T)", ErrResultUnknown, res.resp)
+		}
+		return out.members, nil
 	case <-cctx.Done():
 		s.w.cancel(id)
 		return nil, s.timeoutError(ctx, cctx)

@@ -41,12 +41,14 @@ func (s *Server) raftLoop() {
 
 // handleReady does everything a Ready asks but the Advance.
 func (s *Server) handleReady(rd raft.Ready) error {
-	if rd.SoftState != nil {
-		s.setLeader(rd.SoftState.Lead)
-	}
+	// The term first: whoever sees the new leader then sees its term (a
+	// proposal records the term it was made under, see waiter).
 	if !raft.IsEmptyHardState(rd.HardState) {
 		s.term.Store(rd.HardState.Term)
 		s.committed.Store(rd.HardState.Commit)
+	}
+	if rd.SoftState != nil {
+		s.setLeader(rd.SoftState.Lead)
 	}
 	for _, rs := range rd.ReadStates {
 		select {

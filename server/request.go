@@ -164,11 +164,12 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	ch := s.w.register(id, s.term.Load())
+	ch := s.w.register(id)
 	if err := s.proposeData(ctx, cctx, data); err != nil {
 		s.w.cancel(id)
 		return nil, err
 	}
+	s.w.proposed(id, s.term.Load())
 	select {
 	case res := <-ch:
 		return res.resp, res.err
@@ -182,24 +183,19 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 }
 
 // proposeData hands data to raft, waiting for a leader if there is none
-// (raft drops proposals while an election runs).
+// (raft drops proposals while an election runs). It waits until this
+// member has published the leader, and so its term: the caller records
+// that term as the one the proposal was made under, and must not record
+// an older one (a leader change would then fail a request that commits).
 func (s *Server) proposeData(parent, ctx context.Context, data []byte) error {
 	for {
-		lc := s.leaderChanged()
-		hadLeader := s.lead.Load() != 0
+		if err := s.waitLeader(parent, ctx); err != nil {
+			return err
+		}
 		err := s.node.Propose(ctx, data)
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, raft.ErrProposalDropped) && !hadLeader:
-			select {
-			case <-lc:
-				continue
-			case <-ctx.Done():
-				return s.timeoutError(parent, ctx)
-			case <-s.stopping:
-				return ErrStopped
-			}
 		case errors.Is(err, raft.ErrProposalDropped):
 			return ErrTooManyRequests
 		case errors.Is(err, raft.ErrStopped):
@@ -208,6 +204,24 @@ func (s *Server) proposeData(parent, ctx context.Context, data []byte) error {
 			return s.timeoutError(parent, ctx)
 		default:
 			return err
+		}
+	}
+}
+
+// waitLeader returns once this member has published a leader (and so
+// its term), or fails when ctx ends or the member stops.
+func (s *Server) waitLeader(parent, ctx context.Context) error {
+	for {
+		lc := s.leaderChanged()
+		if s.lead.Load() != 0 {
+			return nil
+		}
+		select {
+		case <-lc:
+		case <-ctx.Done():
+			return s.timeoutError(parent, ctx)
+		case <-s.stopping:
+			return ErrStopped
 		}
 	}
 }

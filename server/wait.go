@@ -12,12 +12,17 @@ type applyResult struct {
 }
 
 // waiter is one registered request: it records the term this member knew
-// when the request was proposed, so a leader change can fail the requests
+// once raft took the proposal, so a leader change can fail the requests
 // of older terms that can no longer commit.
 type waiter struct {
 	ch   chan applyResult
-	term uint64
+	term uint64 // unproposed until raft took the proposal
 }
+
+// unproposed is the term of a waiter whose proposal raft has not taken
+// yet (it may wait for a leader): no leader change can fail it, since it
+// is in no log, and it will be proposed under a later term.
+const unproposed = ^uint64(0)
 
 // waitRegistry matches proposals with their results by request ID. The
 // proposing handler registers, the apply goroutine triggers. Sharded to
@@ -41,14 +46,30 @@ func newWaitRegistry() *waitRegistry {
 
 func (w *waitRegistry) shard(id uint64) *waitShard { return &w.shards[id%uint64(len(w.shards))] }
 
-// register returns the channel on which id's result arrives (once).
-func (w *waitRegistry) register(id, term uint64) <-chan applyResult {
+// register returns the channel on which id's result arrives (once). It
+// is called before proposing, so that no result can come first; proposed
+// then records the term.
+func (w *waitRegistry) register(id uint64) <-chan applyResult {
 	s := w.shard(id)
 	ch := make(chan applyResult, 1)
 	s.mu.Lock()
-	s.m[id] = waiter{ch: ch, term: term}
+	s.m[id] = waiter{ch: ch, term: unproposed}
 	s.mu.Unlock()
 	return ch
+}
+
+// proposed records that raft took id's proposal while this member knew
+// term. Reading the term after raft returned can only overestimate the
+// term the entry was appended in, which at worst leaves a lost proposal
+// to its timeout; underestimating would fail a request that commits.
+func (w *waitRegistry) proposed(id, term uint64) {
+	s := w.shard(id)
+	s.mu.Lock()
+	if wt, ok := s.m[id]; ok {
+		wt.term = term
+		s.m[id] = wt
+	}
+	s.mu.Unlock()
 }
 
 // trigger delivers id's result if someone still waits for it.
@@ -90,7 +111,17 @@ func (w *waitRegistry) failOlderThan(term uint64, err error) {
 }
 
 // failAll fails every waiting request (the member is stopping).
-func (w *waitRegistry) failAll(err error) { w.failOlderThan(^uint64(0), err) }
+func (w *waitRegistry) failAll(err error) {
+	for i := range w.shards {
+		s := &w.shards[i]
+		s.mu.Lock()
+		for id, wt := range s.m {
+			delete(s.m, id)
+			wt.ch <- applyResult{err: err}
+		}
+		s.mu.Unlock()
+	}
+}
 
 // appliedWaiter lets goroutines wait until the applied index reaches a
 // value: reads wait for their ReadIndex, MoveLeader for the transferee.

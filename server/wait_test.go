@@ -5,13 +5,21 @@ import (
 	"testing"
 )
 
-// TestWaitRegistry checks delivery, cancellation and the failing of
-// requests proposed under older terms.
+// TestWaitRegistry checks delivery, cancellation, the failing of
+// requests proposed under older terms, and that a request raft has not
+// taken yet (waiting for a leader) is not failed by a leader change: it
+// will be proposed under the new term.
 func TestWaitRegistry(t *testing.T) {
 	w := newWaitRegistry()
-	old := w.register(1, 3)
-	cur := w.register(2, 4)
-	gone := w.register(3, 3)
+	reg := func(id, term uint64) <-chan applyResult {
+		ch := w.register(id)
+		w.proposed(id, term)
+		return ch
+	}
+	old := reg(1, 3)
+	cur := reg(2, 4)
+	gone := reg(3, 3)
+	pending := w.register(5)
 	w.cancel(3)
 	w.trigger(3, applyResult{resp: "late"}) // nobody waits: dropped
 	w.failOlderThan(4, ErrLeaderChanged)
@@ -23,16 +31,20 @@ func TestWaitRegistry(t *testing.T) {
 		t.Fatalf("request of term 4 was failed: %+v", r)
 	case r := <-gone:
 		t.Fatalf("cancelled request got %+v", r)
+	case r := <-pending:
+		t.Fatalf("request not yet proposed was failed by a leader change: %+v", r)
 	default:
 	}
 	w.trigger(2, applyResult{resp: "ok"})
 	if r := <-cur; r.resp != "ok" || r.err != nil {
 		t.Fatalf("result %+v", r)
 	}
-	late := w.register(4, 9)
+	late := reg(4, 9)
 	w.failAll(ErrStopped)
-	if r := <-late; !errors.Is(r.err, ErrStopped) {
-		t.Fatalf("after failAll: %+v", r)
+	for _, ch := range []<-chan applyResult{late, pending} {
+		if r := <-ch; !errors.Is(r.err, ErrStopped) {
+			t.Fatalf("after failAll: %+v", r)
+		}
 	}
 }
 
