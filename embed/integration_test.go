@@ -329,26 +329,34 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// TestWritesBeforeFirstLeader sends writes to a member that has not
-// elected a leader yet: they wait for one and then succeed. It is the
-// regression test of writes failing with "leader changed" although they
-// committed: a request waiting for a leader was registered under the term
-// it arrived in, and the new leader's first entry failed it as if its
-// proposal had been lost with an old leader.
+// TestWritesBeforeFirstLeader sends writes to the first member of a new
+// three-member cluster before the others start, so before any leader can
+// be elected: they wait for one and then succeed. It is the regression
+// test of writes failing with "leader changed" although they committed: a
+// request waiting for a leader was registered under the term it arrived
+// in, and the new leader's first entry failed it as if its proposal had
+// been lost with an old leader.
 func TestWritesBeforeFirstLeader(t *testing.T) {
-	tm := &testMember{name: "m0", dir: filepath.Join(t.TempDir(), "m0"), peerURL: "http://" + freeAddr(t), clientAddr: freeAddr(t)}
-	c := &testCluster{t: t, members: []*testMember{tm}, tune: func(cfg *server.Config) {
-		cfg.ElectionTimeout = time.Second // long enough for every write to arrive first
-	}}
-	ic, err := server.ParseInitialCluster(tm.name + "=" + tm.peerURL)
+	c := &testCluster{t: t}
+	var initial []string
+	for i := range 3 {
+		tm := &testMember{name: fmt.Sprintf("m%d", i), dir: filepath.Join(t.TempDir(), fmt.Sprintf("m%d", i)),
+			peerURL: "http://" + freeAddr(t), clientAddr: freeAddr(t)}
+		c.members = append(c.members, tm)
+		initial = append(initial, tm.name+"="+tm.peerURL)
+	}
+	ic, err := server.ParseInitialCluster(strings.Join(initial, ","))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.start(tm, ic, "new")
-	defer tm.m.Kill()
-	if tm.m.Server.Leader() != 0 {
-		t.Skip("a leader was elected before the writes: nothing to check")
-	}
+	c.start(c.members[0], ic, "new")
+	defer func() {
+		for _, tm := range c.members {
+			if tm.m != nil {
+				tm.m.Kill()
+			}
+		}
+	}()
 	cli := c.client(0)
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
@@ -362,6 +370,11 @@ func TestWritesBeforeFirstLeader(t *testing.T) {
 			}
 		}()
 	}
+	// The writes are under way (or about to be) on a member that cannot
+	// elect a leader alone; now the quorum arrives.
+	waitFor(t, "20 writes waiting for a leader", func() bool { return c.members[0].m.Server.Leader() == 0 })
+	c.start(c.members[1], ic, "new")
+	c.start(c.members[2], ic, "new")
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -370,4 +383,26 @@ func TestWritesBeforeFirstLeader(t *testing.T) {
 	if n := countPrefix(t, cli, "early/"); n != 20 {
 		t.Fatalf("%d of 20 early writes stored", n)
 	}
+}
+
+// TestLoneMemberElectsItselfAtOnce checks that a one-member cluster, when
+// started and when restarted, leads after a tick instead of a whole
+// (here 5s) election timeout.
+func TestLoneMemberElectsItselfAtOnce(t *testing.T) {
+	tune := func(cfg *server.Config) {
+		cfg.HeartbeatInterval = 50 * time.Millisecond
+		cfg.ElectionTimeout = 5 * time.Second
+	}
+	start := time.Now()
+	c := newTestCluster(t, 1, tune)
+	first := time.Since(start)
+	c.stop(0)
+	start = time.Now()
+	c.restart(0)
+	c.waitLeader()
+	again := time.Since(start)
+	if first > 2500*time.Millisecond || again > 2500*time.Millisecond {
+		t.Fatalf("leader after %v (start) and %v (restart); the election timeout is 5s, the advanced one a tick", first, again)
+	}
+	t.Logf("leader after %v (start) and %v (restart)", first, again)
 }

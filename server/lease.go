@@ -110,6 +110,11 @@ func (s *Server) loadLeases(ls *leaseState) error {
 		table[i] = lease.Record{ID: r.ID, TTL: r.TTL, RemainingTTL: r.RemainingTTL, GrantIndex: r.GrantIndex}
 	}
 	ls.les.Reset(table)
+	if len(recs) == 0 {
+		// No lease, so no key to attach: skip reading every live key,
+		// which costs a restart time proportional to the data.
+		return nil
+	}
 	var keys, orphans int
 	err = s.kv.ForEachLeasedKey(func(key []byte, id int64) error {
 		keys++

@@ -209,15 +209,31 @@ func (s *Server) proposeData(parent, ctx context.Context, data []byte) error {
 }
 
 // waitLeader returns once this member has published a leader (and so
-// its term), or fails when ctx ends or the member stops.
+// its term) and, unless it leads, has a stream to it: a proposal
+// forwarded into a link that is still connecting would be dropped, and
+// its client would wait for the request timeout. It fails when ctx ends
+// or the member stops.
 func (s *Server) waitLeader(parent, ctx context.Context) error {
+	var poll *time.Ticker
 	for {
 		lc := s.leaderChanged()
-		if s.lead.Load() != 0 {
+		lead := s.lead.Load()
+		if lead == s.id || (lead != 0 && !s.tr.ActiveSince(lead).IsZero()) {
 			return nil
+		}
+		var polled <-chan time.Time
+		if lead != 0 {
+			// The link to the leader is down: the transport has no
+			// notification for its return, so look again shortly.
+			if poll == nil {
+				poll = time.NewTicker(5 * time.Millisecond)
+				defer poll.Stop()
+			}
+			polled = poll.C
 		}
 		select {
 		case <-lc:
+		case <-polled:
 		case <-ctx.Done():
 			return s.timeoutError(parent, ctx)
 		case <-s.stopping:

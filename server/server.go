@@ -264,6 +264,7 @@ func (s *Server) open(peerLn net.Listener) error {
 	}
 	s.snapIndex = sn.Metadata.Index
 	s.term.Store(hs.Term)
+	s.committed.Store(hs.Commit)
 
 	s.tr, err = transport.New(transport.Config{
 		ClusterID: s.clusterID, ID: s.id, Handler: (*peerHandler)(s), Logger: s.lg,
@@ -446,6 +447,8 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.raftLoop() }()
 	go func() { defer s.wg.Done(); s.applyLoop() }()
 	go func() { defer s.wg.Done(); s.readLoop() }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.hastenFirstElection() }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.publish() }()
 	s.startLeases()

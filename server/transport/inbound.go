@@ -120,6 +120,7 @@ func (t *Transport) serveMessages(c net.Conn, hs handshake, log *slog.Logger) {
 	}()
 
 	log.Info("accepted peer stream")
+	t.dialBackSoon(hs.from)
 	fr := newFrameReader(c, t.cfg.IdleTimeout, t.cfg.MaxFrameBytes)
 	var received uint64
 	for {

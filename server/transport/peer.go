@@ -28,6 +28,7 @@ type peer struct {
 
 	queue  chan raftpb.Message
 	redial chan struct{} // capacity 1: the URLs changed, reconnect
+	wake   chan struct{} // capacity 1: end the backoff (the peer is up)
 
 	connected    atomic.Bool // the stream is up: Send may queue
 	snapshotting atomic.Bool // a snapshot goroutine runs
@@ -52,8 +53,26 @@ func newPeer(t *Transport, id uint64, urls, addrs []string) *peer {
 		cancel: cancel,
 		queue:  make(chan raftpb.Message, t.cfg.QueueSize),
 		redial: make(chan struct{}, 1),
+		wake:   make(chan struct{}, 1),
 		urls:   slices.Clone(urls),
 		addrs:  addrs,
+	}
+}
+
+// dialBackSoon ends the backoff of the stream to member id if it is down:
+// id just connected to this member, so it is up, and messages to it (a
+// follower's answers, proposals it should order) need not wait for the
+// next retry.
+func (t *Transport) dialBackSoon(id uint64) {
+	t.mu.RLock()
+	p := t.peers[id]
+	t.mu.RUnlock()
+	if p == nil || p.connected.Load() {
+		return
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -243,6 +262,9 @@ func (p *peer) wait(d time.Duration, backoff *time.Duration) bool {
 	case <-tm.C:
 		return true
 	case <-p.redial:
+		*backoff = 0
+		return true
+	case <-p.wake:
 		*backoff = 0
 		return true
 	case <-p.ctx.Done():

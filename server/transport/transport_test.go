@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -849,5 +850,33 @@ func TestSendPathDoesNotAllocate(t *testing.T) {
 		buf = p.appendMessage(buf[:0], &m)
 	}); n != 0 {
 		t.Errorf("encoding allocates %v times per message", n)
+	}
+}
+
+// TestPeerThatDialsInEndsBackoff checks that when a peer that was down
+// connects to this member, the stream to it comes up at once instead of
+// after the backoff this member had reached retrying it.
+func TestPeerThatDialsInEndsBackoff(t *testing.T) {
+	checkLeaks(t)
+	a := startMember(t, 1, 7, "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bAddr := ln.Addr().String()
+	ln.Close() // nobody listens: a's dials fail and its backoff grows
+	if err := a.tr.AddPeer(2, []string{"http://" + bAddr}); err != nil {
+		t.Fatal(err)
+	}
+	long := regexp.MustCompile(`backoff=[12](\.[0-9]+)?s `)
+	waitFor(t, "a backoff of a second or more", func() bool { return long.MatchString(a.logs.String()) })
+	b := startMember(t, 2, 7, bAddr)
+	if err := b.tr.AddPeer(1, []string{a.url}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, "stream a -> b", func() bool { return !a.tr.ActiveSince(2).IsZero() })
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("stream to the peer that dialled in came up after %v, not at once", d)
 	}
 }
