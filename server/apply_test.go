@@ -110,3 +110,37 @@ func TestExpiryCurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyStaleExpiryIsNotFatal is the regression test of a member
+// stopping on "lease expiry decided by a deposed leader" (the chaos soak
+// found it): refusing a stale expiry is a decision every member makes
+// alike, not a storage failure. The entry is consumed, the lease stays
+// and the proposer learns ErrStaleExpiry.
+func TestApplyStaleExpiryIsNotFatal(t *testing.T) {
+	kv, err := mvcc.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	ls := &leaseState{les: lease.New(lease.Config{})}
+	if _, err := ls.les.Grant(7, 10, 3); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{kv: kv, w: newWaitRegistry(), leaseSt: ls}
+	req := &pb.InternalRaftRequest{ID: 99, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 7}}
+	markExpiry(req, expiry{term: 4, grantIndex: 3})
+	data, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := s.w.register(99)
+	if err := s.applyNormal(&raftpb.Entry{Index: 10, Term: 5, Type: raftpb.EntryNormal, Data: data}); err != nil {
+		t.Fatalf("applying a stale expiry failed the member: %v", err)
+	}
+	if r := <-ch; !errors.Is(r.err, ErrStaleExpiry) {
+		t.Fatalf("proposer got %+v, want ErrStaleExpiry", r)
+	}
+	if !ls.les.Exists(7) || kv.ConsistentIndex() != 10 {
+		t.Fatalf("lease 7 exists: %v, consistent index %d (want true, 10)", ls.les.Exists(7), kv.ConsistentIndex())
+	}
+}

@@ -52,8 +52,11 @@ type LeaseConfig struct {
 var ErrLeasesUnavailable = status.Error(codes.Unimplemented, "server: leases are not enabled on this member")
 
 // ErrStaleExpiry answers an expiry revocation that a deposed leader
-// proposed: it is not applied. Only the server's own lease loop sees it.
-var ErrStaleExpiry = errors.New("server: lease expiry decided by a deposed leader; ignored")
+// proposed, or one about an earlier grant of the lease ID: it is not
+// applied. Only the server's own lease loop sees it. It is a status error
+// (FailedPrecondition) so that the apply step takes it for a refused
+// request, as every member refuses it, not for a storage failure.
+var ErrStaleExpiry = status.Error(codes.FailedPrecondition, "server: lease expiry decided by a deposed leader or about an earlier grant; ignored")
 
 // Bounds of the leader's expiry work.
 const (
