@@ -47,36 +47,31 @@ func (s *Server) raftLoop() {
 // turned down without disturbing them, so the fixed part of its election
 // timeout can be skipped. A member of a running cluster usually hears
 // from the leader first anyway; this shortens a whole cluster's restart.
-// It acts once the entries committed before the start are applied: raft
-// learns the configuration from them (and refuses to campaign over
-// committed conf changes not yet applied).
+// Raft learns the configuration as the apply step replays the log's conf
+// changes, and refuses to campaign over committed ones not yet applied,
+// so this looks again every heartbeat, for at most an election timeout
+// (the member's own timer has taken over by then).
 func (s *Server) hastenFirstElection() {
-	select {
-	case <-s.applied.wait(s.committed.Load()):
-	case <-s.stopping:
-		return
-	}
-	voters := s.node.Status().Config.Voters.IDs()
-	if _, ok := voters[s.id]; !ok || s.Leader() != 0 {
-		return
-	}
-	if len(voters) > 1 {
-		if s.cfg.PreVote {
-			for range s.cfg.electionTicks() - 1 {
-				s.node.Tick()
-			}
-		}
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
 	defer cancel()
 	tick := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer tick.Stop()
-	// Retried each heartbeat: the raft loop may not have told raft yet
-	// that the last entries were handed to the apply step.
-	for s.Leader() != s.id {
-		if err := s.node.Campaign(ctx); err != nil {
-			return
+	advanced := false
+	for s.Leader() == 0 {
+		voters := s.node.Status().Config.Voters.IDs()
+		_, isVoter := voters[s.id]
+		switch {
+		case !isVoter:
+			// Not a voter (yet): the configuration is still being replayed.
+		case len(voters) == 1:
+			if err := s.node.Campaign(ctx); err != nil {
+				return
+			}
+		case !advanced && s.cfg.PreVote:
+			for range s.cfg.electionTicks() - 1 {
+				s.node.Tick()
+			}
+			advanced = true
 		}
 		select {
 		case <-tick.C:
