@@ -120,6 +120,14 @@ func Open(walDir string, snaps Snapshots, metadata []byte, opts Options) (*Store
 	}
 	s.w = w
 	s.hs = rp.HardState
+	if s.hs.Commit < meta.Index {
+		// Commit indexes are saved without a sync, and the snapshot file
+		// is synced before the WAL records it: after a power loss the
+		// newest snapshot may be ahead of the last commit index that
+		// reached the disk. A snapshot holds only committed entries, so
+		// its index is committed.
+		s.hs.Commit = meta.Index
+	}
 	s.last = meta.Index
 	s.appendCache(rp.Entries)
 	if rp.Repaired > 0 {

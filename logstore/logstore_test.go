@@ -171,6 +171,30 @@ func TestCreateSnapshotCompacts(t *testing.T) {
 	checkRange(t, s, 81, 100, ents(81, 100, 1))
 }
 
+// TestSnapshotAheadOfStoredCommit is the regression test of a member that
+// could not restart after a power loss (found by the chaos harness): the
+// snapshot file reached the disk, the unsynced hard state with the commit
+// index that covered it did not, and raft refused a commit index below
+// its log. The snapshot's index is committed, and so is taken.
+func TestSnapshotAheadOfStoredCommit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	snaps := &memSnaps{}
+	s, _, err := Open(dir, snaps, nil, opts(0))
+	must(t, err)
+	must(t, s.Save(pb.HardState{Term: 1, Commit: 40}, ents(1, 100, 1), true))
+	// The snapshot at 80 and its WAL marker are on disk; no hard state
+	// with a commit index of 80 or more is (commit indexes go unsynced).
+	must(t, s.CreateSnapshot(pb.SnapshotMetadata{Index: 80, Term: 1, ConfState: pb.ConfState{Voters: []uint64{1}}}, bytes.NewReader([]byte("state@80"))))
+	must(t, s.Close())
+	s, _, err = Open(dir, snaps, nil, opts(0))
+	must(t, err)
+	defer s.Close()
+	hs, _, _ := s.InitialState()
+	if first, _ := s.FirstIndex(); hs.Commit != 80 || first != 81 {
+		t.Fatalf("after restart: commit %d, first index %d; want 80, 81", hs.Commit, first)
+	}
+}
+
 // TestApplySnapshotReplacesLog checks that a leader's snapshot replaces the
 // log, also across a restart: stale entries never come back.
 func TestApplySnapshotReplacesLog(t *testing.T) {
