@@ -66,6 +66,12 @@ type Store struct {
 	// first is the first readable index: snap.Index+1, or earlier by up
 	// to CatchUpEntries after CreateSnapshot.
 	first uint64
+	// base is the snapshot (index and term) the log was opened or
+	// replaced at: raft asks for the term of the entry before first, and
+	// when that is base's index no entry of the WAL holds it (index 0 of a
+	// new log, a snapshot's marker). It stays while CreateSnapshot keeps
+	// entries from before its snapshot for catching up.
+	base pb.SnapshotMetadata
 	// cache holds entries [cache[0].Index, last]; it may start after
 	// snap.Index+1 when older entries were evicted to the WAL files.
 	cache      []pb.Entry
@@ -101,7 +107,7 @@ func Open(walDir string, snaps Snapshots, metadata []byte, opts Options) (*Store
 	default:
 		return nil, nil, fmt.Errorf("logstore: loading the newest snapshot: %w", err)
 	}
-	s := &Store{snaps: snaps, opts: opts, snap: meta, first: meta.Index + 1}
+	s := &Store{snaps: snaps, opts: opts, snap: meta, first: meta.Index + 1, base: meta}
 	w, rp, err := wal.Open(walDir, wal.Marker{Index: meta.Index, Term: meta.Term}, opts.WAL)
 	if errors.Is(err, wal.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
 		if meta.Index != 0 {
@@ -179,6 +185,11 @@ func (s *Store) Term(i uint64) (uint64, error) {
 	if i+1 < s.first {
 		s.mu.Unlock()
 		return 0, raft.ErrCompacted
+	}
+	if i == s.base.Index {
+		t := s.base.Term
+		s.mu.Unlock()
+		return t, nil
 	}
 	if i > last {
 		s.mu.Unlock()
@@ -330,6 +341,7 @@ func (s *Store) saveSnapshot(meta pb.SnapshotMetadata, data io.Reader, replace b
 		s.cache, s.cacheBytes = nil, 0
 		s.last = meta.Index
 		s.first = meta.Index + 1
+		s.base = meta
 		return nil
 	}
 	keep := min(s.opts.CatchUpEntries, meta.Index)

@@ -339,3 +339,38 @@ func TestCatchUpEntriesStayAfterSnapshot(t *testing.T) {
 		t.Fatalf("first index after restart %d, want 96", first)
 	}
 }
+
+// TestTermBeforeFirstAfterEarlySnapshot is the regression test of a
+// leader's panic the chaos soak found ("storage Term(0) failed: entry 0
+// is not in the WAL"): a first snapshot taken before CatchUpEntries
+// entries existed keeps the whole log readable, and raft, probing a new
+// member from the start, asks for the term of entry 0, which no WAL
+// record holds. The same holds after a leader's snapshot replaced the
+// log: the entry before first is the snapshot's, not the WAL's.
+func TestTermBeforeFirstAfterEarlySnapshot(t *testing.T) {
+	o := opts(0)
+	o.CatchUpEntries = 500
+	s, _, err := Open(filepath.Join(t.TempDir(), "wal"), &memSnaps{}, nil, o)
+	must(t, err)
+	defer s.Close()
+	must(t, s.Save(pb.HardState{Term: 2, Commit: 300}, ents(1, 400, 2), true))
+	must(t, s.CreateSnapshot(pb.SnapshotMetadata{Index: 300, Term: 2}, bytes.NewReader(nil)))
+	if first, _ := s.FirstIndex(); first != 1 {
+		t.Fatalf("first index %d, want 1 (all kept for catching up)", first)
+	}
+	if term, err := s.Term(0); err != nil || term != 0 {
+		t.Fatalf("term of entry 0 after an early snapshot: %d, %v; want 0", term, err)
+	}
+	must(t, s.ApplySnapshot(pb.SnapshotMetadata{Index: 600, Term: 5}, bytes.NewReader(nil)))
+	must(t, s.Save(pb.HardState{Term: 5, Commit: 610}, ents(601, 611, 5), true))
+	must(t, s.CreateSnapshot(pb.SnapshotMetadata{Index: 610, Term: 5}, bytes.NewReader(nil)))
+	if first, _ := s.FirstIndex(); first != 601 {
+		t.Fatalf("first index %d, want 601", first)
+	}
+	if term, err := s.Term(600); err != nil || term != 5 {
+		t.Fatalf("term of the replaced log's snapshot entry: %d, %v; want 5", term, err)
+	}
+	if _, err := s.Term(599); !errors.Is(err, raft.ErrCompacted) {
+		t.Fatalf("term before it: %v, want ErrCompacted", err)
+	}
+}
