@@ -109,6 +109,10 @@ func memberArgs(name, dataDir, clientURL, peerURL, initialCluster, token string,
 		"--election-timeout", strconv.Itoa(o.ElectionTimeout),
 		"--logger", "zap",
 		"--log-level", o.LogLevel,
+		// Both serve /debug/pprof on the client port, so a run can be
+		// profiled (go tool pprof http://127.0.0.1:24000/debug/pprof/profile);
+		// the handlers cost nothing until asked.
+		"--enable-pprof",
 	}
 }
 
