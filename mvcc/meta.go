@@ -37,6 +37,8 @@ func (s *Store) Meta(name string) ([]byte, error) {
 // any write. An entry at or below the consistent index is skipped; index
 // 0 means "not from raft".
 func (s *Store) SetMeta(raftIndex uint64, name string, value []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
@@ -69,6 +71,8 @@ func (s *Store) SetMeta(raftIndex uint64, name string, value []byte) error {
 // restored key space starts a new raft log whose indexes have nothing to
 // do with the old cluster's.
 func (s *Store) ResetConsistentIndex(idx uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {

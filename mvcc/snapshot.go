@@ -162,6 +162,8 @@ func (p *PointInTime) Stream(w io.Writer) error {
 // in progress. If the swap itself fails (a file system error) the store is
 // left closed.
 func (s *Store) Restore(r io.Reader) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {

@@ -40,6 +40,9 @@ func (s *Server) applyJob(j applyJob) error {
 		}
 	}
 	last := s.applied.applied.Load()
+	// Consecutive KV writes are applied in one group (one Pebble commit);
+	// anything else, and a new term, commits the group first.
+	var group []kvWrite
 	for i := range j.entries {
 		e := &j.entries[i]
 		if e.Index <= last && j.snapshot != nil {
@@ -47,16 +50,34 @@ func (s *Server) applyJob(j applyJob) error {
 		}
 		if e.Term > s.appliedTerm {
 			// The first entry of a new term: proposals made under older
-			// terms and still waiting were not in the new leader's log.
+			// terms and still waiting were not in the new leader's log
+			// (those of the group did commit: they are answered first).
+			if err := s.applyKVWrites(group); err != nil {
+				return err
+			}
+			group = group[:0]
 			if s.appliedTerm != 0 {
 				s.w.failOlderThan(e.Term, ErrLeaderChanged)
 			}
 			s.appliedTerm = e.Term
 		}
+		var req *pb.InternalRaftRequest
+		if e.Type == raftpb.EntryNormal {
+			req = s.decodeEntry(e)
+			if req != nil && isKVWrite(req) && e.Index > s.kv.ConsistentIndex() {
+				group = append(group, kvWrite{index: e.Index, req: req})
+				last = e.Index
+				continue
+			}
+		}
+		if err := s.applyKVWrites(group); err != nil {
+			return err
+		}
+		group = group[:0]
 		var err error
 		switch e.Type {
 		case raftpb.EntryNormal:
-			err = s.applyNormal(e)
+			err = s.applyNormal(e, req)
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 			err = s.applyConfChange(e)
 		}
@@ -64,6 +85,9 @@ func (s *Server) applyJob(j applyJob) error {
 			return err
 		}
 		last = e.Index
+	}
+	if err := s.applyKVWrites(group); err != nil {
+		return err
 	}
 	if len(j.entries) > 0 || j.snapshot != nil {
 		s.applied.trigger(last)
@@ -115,17 +139,26 @@ func (s *Server) syncPeers() {
 	}
 }
 
-// applyNormal applies one client request.
-func (s *Server) applyNormal(e *raftpb.Entry) error {
+// decodeEntry decodes a normal entry's request; nil for a new leader's
+// empty entry or one that does not decode (logged: only this member's
+// own proposals reach the log, so that is a bug or corruption, and
+// skipping it is better than stopping every member).
+func (s *Server) decodeEntry(e *raftpb.Entry) *pb.InternalRaftRequest {
 	if len(e.Data) == 0 {
-		// A new leader's empty entry.
-		return s.kv.SetConsistentIndex(e.Index)
+		return nil
 	}
-	var req pb.InternalRaftRequest
-	if err := proto.Unmarshal(e.Data, &req); err != nil {
-		// Only this member's own proposals reach the log, so this is a bug
-		// or corruption; skip it rather than stop every member.
+	req := &pb.InternalRaftRequest{}
+	if err := proto.Unmarshal(e.Data, req); err != nil {
 		s.lg.Error("skipping an undecodable raft entry", "index", e.Index, "err", err)
+		return nil
+	}
+	return req
+}
+
+// applyNormal applies one normal entry whose request decodeEntry
+// returned (nil: nothing to apply but the index).
+func (s *Server) applyNormal(e *raftpb.Entry, req *pb.InternalRaftRequest) error {
+	if req == nil {
 		return s.kv.SetConsistentIndex(e.Index)
 	}
 	if e.Index <= s.kv.ConsistentIndex() {
@@ -136,14 +169,106 @@ func (s *Server) applyNormal(e *raftpb.Entry) error {
 		s.w.trigger(req.ID, applyResult{err: ErrResultUnknown})
 		return nil
 	}
-	resp, err := s.applyRequest(e.Index, e.Term, &req)
-	if errors.Is(err, mvcc.ErrClosed) || isStorageFailure(err) {
-		// Not a property of the request: another member applying the
-		// same entry would succeed, so going on would diverge.
-		return fmt.Errorf("apply entry %d: %w", e.Index, err)
+	if isKVWrite(req) {
+		return s.applyKVWrites([]kvWrite{{index: e.Index, req: req}})
+	}
+	resp, err := s.applyRequest(e.Index, e.Term, req)
+	if err := applyFailure(e.Index, err); err != nil {
+		return err
 	}
 	s.w.trigger(req.ID, applyResult{resp: resp, err: err})
 	return nil
+}
+
+// applyFailure returns the error that must stop the member when applying
+// entry index failed with err: one that is not a property of the request
+// (another member applying the same entry would succeed, so going on
+// would diverge); nil for a request's own failure.
+func applyFailure(index uint64, err error) error {
+	if errors.Is(err, mvcc.ErrClosed) || isStorageFailure(err) {
+		return fmt.Errorf("apply entry %d: %w", index, err)
+	}
+	return nil
+}
+
+// kvWrite is a decoded KV write (put, delete or txn) waiting to be
+// applied in a group.
+type kvWrite struct {
+	index uint64
+	req   *pb.InternalRaftRequest
+}
+
+// isKVWrite reports whether req only writes the key space, so that it can
+// share a Pebble commit with its neighbours.
+func isKVWrite(req *pb.InternalRaftRequest) bool {
+	return req.Put != nil || req.DeleteRange != nil || req.Txn != nil
+}
+
+// maxGroupBytes bounds a group's Pebble batch: a batch larger than half
+// a memtable would make Pebble switch memtables for it.
+const maxGroupBytes = 1 << 20
+
+// kvApplied is a KV write applied in a group, answered once the group
+// is committed.
+type kvApplied struct {
+	id     uint64
+	resp   any
+	rev    int64
+	events []mvcc.Event
+	err    error
+}
+
+// applyKVWrites applies writes in as few groups as their size allows.
+// Their results, watch events and lease attachments are handed on only
+// once their group is committed, so nobody sees a change that a crash
+// could still take back from this member's key space.
+func (s *Server) applyKVWrites(writes []kvWrite) error {
+	for len(writes) > 0 {
+		n, err := s.applyKVGroup(writes)
+		if err != nil {
+			return err
+		}
+		writes = writes[n:]
+	}
+	return nil
+}
+
+// applyKVGroup applies a prefix of writes in one group and returns its
+// length.
+func (s *Server) applyKVGroup(writes []kvWrite) (int, error) {
+	g, err := s.kv.Group()
+	if err != nil {
+		return 0, fmt.Errorf("apply entry %d: %w", writes[0].index, err)
+	}
+	defer g.Close()
+	done := make([]kvApplied, 0, min(len(writes), 64))
+	n := 0
+	for n < len(writes) && (n == 0 || g.Size() < maxGroupBytes) {
+		w := writes[n]
+		resp, rev, events, err := applyKVWrite(g, w.index, w.req, s.leaseChecker())
+		if errors.Is(err, mvcc.ErrGroupUndo) {
+			// A failed write left changes behind: apply the writes before
+			// it as their own group, and start the next one with it.
+			g.Close()
+			return s.applyKVGroup(writes[:n])
+		}
+		if err := applyFailure(w.index, err); err != nil {
+			return 0, err
+		}
+		done = append(done, kvApplied{id: w.req.ID, resp: resp, rev: rev, events: events, err: err})
+		n++
+	}
+	if err := g.Commit(); err != nil {
+		return 0, fmt.Errorf("apply entries %d-%d: %w", writes[0].index, writes[n-1].index, err)
+	}
+	for i := range done {
+		d := &done[i]
+		if d.err == nil && d.resp != nil {
+			s.afterWrite(d.rev, d.events)
+		}
+		s.w.trigger(d.id, applyResult{resp: d.resp, err: d.err})
+	}
+	return n, nil
 }
 
 // afterWrite tells the watchers and the lessor about the changes of one
@@ -159,24 +284,42 @@ type kvResponse interface {
 	*pb.PutResponse | *pb.DeleteRangeResponse | *pb.TxnResponse
 }
 
-// applyKV runs one KV write as entry index in its own revision, hands its
-// events on and sets the response's revision. A nil response with a nil
-// error means the entry was applied before a restart.
-func applyKV[R kvResponse](s *Server, index uint64, fn func(tx *mvcc.WriteTxn) (R, error)) (any, error) {
+// applyKVWrite runs one KV write request as entry index in its own
+// revision of g and sets the response's revision. It returns the
+// response and the revision and events to hand on once g is committed.
+func applyKVWrite(g *mvcc.WriteGroup, index uint64, req *pb.InternalRaftRequest, leases kvapply.LeaseChecker) (any, int64, []mvcc.Event, error) {
+	switch {
+	case req.Put != nil:
+		return writeKV(g, index, func(tx *mvcc.WriteTxn) (*pb.PutResponse, error) {
+			return kvapply.Put(tx, req.Put, leases)
+		})
+	case req.DeleteRange != nil:
+		return writeKV(g, index, func(tx *mvcc.WriteTxn) (*pb.DeleteRangeResponse, error) {
+			return kvapply.DeleteRange(tx, req.DeleteRange)
+		})
+	default:
+		return writeKV(g, index, func(tx *mvcc.WriteTxn) (*pb.TxnResponse, error) {
+			return kvapply.Txn(tx, req.Txn, leases)
+		})
+	}
+}
+
+// writeKV runs fn as entry index in g: see applyKVWrite.
+func writeKV[R kvResponse](g *mvcc.WriteGroup, index uint64, fn func(tx *mvcc.WriteTxn) (R, error)) (any, int64, []mvcc.Event, error) {
 	var resp R
 	done := false
-	rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
+	rev, events, err := g.Write(index, func(tx *mvcc.WriteTxn) error {
 		var err error
 		resp, err = fn(tx)
 		done = err == nil
 		return err
 	})
 	if err != nil || !done {
-		return nil, err
+		// Not done without an error: the key space held the entry already.
+		return nil, 0, nil, err
 	}
-	s.afterWrite(rev, events)
 	setRevision(resp, rev)
-	return resp, nil
+	return resp, rev, events, nil
 }
 
 // setRevision sets the header revision of a KV write's response.
@@ -195,18 +338,6 @@ func setRevision(resp any, rev int64) {
 // applyRequest applies a decoded request as entry index.
 func (s *Server) applyRequest(index, term uint64, req *pb.InternalRaftRequest) (any, error) {
 	switch {
-	case req.Put != nil:
-		return applyKV(s, index, func(tx *mvcc.WriteTxn) (*pb.PutResponse, error) {
-			return kvapply.Put(tx, req.Put, s.leaseChecker())
-		})
-	case req.DeleteRange != nil:
-		return applyKV(s, index, func(tx *mvcc.WriteTxn) (*pb.DeleteRangeResponse, error) {
-			return kvapply.DeleteRange(tx, req.DeleteRange)
-		})
-	case req.Txn != nil:
-		return applyKV(s, index, func(tx *mvcc.WriteTxn) (*pb.TxnResponse, error) {
-			return kvapply.Txn(tx, req.Txn, s.leaseChecker())
-		})
 	case req.Compaction != nil:
 		err := s.kv.Compact(index, req.Compaction.Revision)
 		if err != nil {

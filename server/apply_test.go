@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -12,6 +14,7 @@ import (
 	"github.com/synod-db/synod/lease"
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/raft/raftpb"
+	"github.com/synod-db/synod/server/watch"
 )
 
 // TestApplySkippedEntryAnswersResultUnknown is the regression test of a
@@ -40,7 +43,8 @@ func TestApplySkippedEntryAnswersResultUnknown(t *testing.T) {
 	}
 	ch := s.w.register(42)
 	rev := kv.Rev()
-	if err := s.applyNormal(&raftpb.Entry{Index: 7, Term: 1, Type: raftpb.EntryNormal, Data: data}); err != nil {
+	e := &raftpb.Entry{Index: 7, Term: 1, Type: raftpb.EntryNormal, Data: data}
+	if err := s.applyNormal(e, s.decodeEntry(e)); err != nil {
 		t.Fatal(err)
 	}
 	r := <-ch
@@ -134,7 +138,8 @@ func TestApplyStaleExpiryIsNotFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := s.w.register(99)
-	if err := s.applyNormal(&raftpb.Entry{Index: 10, Term: 5, Type: raftpb.EntryNormal, Data: data}); err != nil {
+	e := &raftpb.Entry{Index: 10, Term: 5, Type: raftpb.EntryNormal, Data: data}
+	if err := s.applyNormal(e, s.decodeEntry(e)); err != nil {
 		t.Fatalf("applying a stale expiry failed the member: %v", err)
 	}
 	if r := <-ch; !errors.Is(r.err, ErrStaleExpiry) {
@@ -143,4 +148,99 @@ func TestApplyStaleExpiryIsNotFatal(t *testing.T) {
 	if !ls.les.Exists(7) || kv.ConsistentIndex() != 10 {
 		t.Fatalf("lease 7 exists: %v, consistent index %d (want true, 10)", ls.les.Exists(7), kv.ConsistentIndex())
 	}
+}
+
+// groupTestServer is a server with just what applyJob needs.
+func groupTestServer(t *testing.T) *Server {
+	t.Helper()
+	kv, err := mvcc.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kv.Close() })
+	s := &Server{kv: kv, w: newWaitRegistry(), applied: newAppliedWaiter(0), lg: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s.cfg.SnapshotCount = 1 << 30
+	s.watchHub = watch.New(kv, kv.Rev(), watch.Options{})
+	t.Cleanup(s.watchHub.Close)
+	return s
+}
+
+func entryOf(t *testing.T, index, term uint64, req *pb.InternalRaftRequest) raftpb.Entry {
+	t.Helper()
+	data, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raftpb.Entry{Index: index, Term: term, Type: raftpb.EntryNormal, Data: data}
+}
+
+// TestGroupedWritesAnsweredInOrder applies one Ready's worth of entries
+// whose KV writes share Pebble commits, broken up by a new term, a
+// member-list change and a write that fails, and checks that every
+// proposer gets its own revision and that the writes of the older term,
+// which did commit, are answered before the new term fails what is left
+// of it.
+func TestGroupedWritesAnsweredInOrder(t *testing.T) {
+	s := groupTestServer(t)
+	put := func(id uint64, k string) *pb.InternalRaftRequest {
+		return &pb.InternalRaftRequest{ID: id, Put: &pb.PutRequest{Key: []byte(k), Value: []byte(k)}}
+	}
+	badTxn := &pb.InternalRaftRequest{ID: 4, Txn: &pb.TxnRequest{Success: []*pb.RequestOp{
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("x"), Value: []byte("x")}}},
+		{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("y"), IgnoreValue: true}}},
+	}}}
+	entries := []raftpb.Entry{
+		entryOf(t, 1, 1, put(1, "a")),
+		entryOf(t, 2, 1, put(2, "b")),
+		{Index: 3, Term: 2, Type: raftpb.EntryNormal}, // a new leader's empty entry
+		entryOf(t, 4, 2, put(3, "c")),
+		entryOf(t, 5, 2, badTxn),
+		entryOf(t, 6, 2, &pb.InternalRaftRequest{ID: 5, DeleteRange: &pb.DeleteRangeRequest{Key: []byte("a")}}),
+		entryOf(t, 7, 2, put(6, "d")),
+	}
+	chans := map[uint64]<-chan applyResult{}
+	for id := uint64(1); id <= 6; id++ {
+		chans[id] = s.w.register(id)
+		s.w.proposed(id, min(id, 2)) // 1 and 2 under term 1, the rest under term 2
+	}
+	chans[7] = s.w.register(7) // proposed under term 1, never committed
+	s.w.proposed(7, 1)
+	if err := s.applyJob(applyJob{entries: entries}); err != nil {
+		t.Fatal(err)
+	}
+	wantRev := map[uint64]int64{1: 2, 2: 3, 3: 4, 5: 5, 6: 6}
+	for id, rev := range wantRev {
+		r := <-chans[id]
+		if r.err != nil {
+			t.Fatalf("request %d: %v", id, r.err)
+		}
+		if got := headerRev(r.resp); got != rev {
+			t.Fatalf("request %d answered at revision %d, want %d", id, got, rev)
+		}
+	}
+	if r := <-chans[4]; r.err == nil {
+		t.Fatalf("the txn putting with ignore_value on a missing key succeeded: %+v", r.resp)
+	}
+	if r := <-chans[7]; !errors.Is(r.err, ErrLeaderChanged) {
+		t.Fatalf("the lost proposal of term 1 got %+v, want ErrLeaderChanged", r)
+	}
+	if s.kv.Rev() != 6 || s.kv.ConsistentIndex() != 7 || s.applied.applied.Load() != 7 {
+		t.Fatalf("revision %d, consistent index %d, applied %d; want 6, 7, 7", s.kv.Rev(), s.kv.ConsistentIndex(), s.applied.applied.Load())
+	}
+	res, err := s.kv.Range([]byte("x"), nil, mvcc.RangeOptions{})
+	if err != nil || res.Count != 0 {
+		t.Fatalf("the failed txn's put of x is visible: %+v, %v", res, err)
+	}
+}
+
+func headerRev(resp any) int64 {
+	switch r := resp.(type) {
+	case *pb.PutResponse:
+		return r.Header.GetRevision()
+	case *pb.DeleteRangeResponse:
+		return r.Header.GetRevision()
+	case *pb.TxnResponse:
+		return r.Header.GetRevision()
+	}
+	return -1
 }
