@@ -115,6 +115,7 @@ type Report struct {
 	Cluster   ClusterOptions  `json:"cluster"`
 	Host      HostInfo        `json:"host"`
 	Workloads []Workload      `json:"workload_list"`
+	Floor     *Floor          `json:"floor,omitempty"`
 	Systems   []*SystemResult `json:"systems"`
 }
 
@@ -146,6 +147,17 @@ func runCompare(ctx context.Context, cfg *compareConfig, out io.Writer) error {
 	}
 	if cfg.Quick {
 		fmt.Fprintln(out, "quick mode: small totals, the numbers are a smoke test, not a measurement")
+	}
+	samples := floorSamples
+	if cfg.Quick {
+		samples /= 10
+	}
+	if f, err := measureFloor(dataRoot, samples); err != nil {
+		fmt.Fprintf(out, "warning: no floor for the one-client put: %v\n", err)
+	} else {
+		rep.Floor = f
+		fmt.Fprintf(out, "floor of a one-client put: %s (fdatasync with 2 writers: p50 %s, p99 %s; loopback round trip: p50 %s)\n",
+			fmtDur(f.Estimate), fmtDur(f.Sync.P50), fmtDur(f.Sync.P99), fmtDur(f.RoundTrip.P50))
 	}
 
 	// Both systems use the same ports, one after the other: fail before

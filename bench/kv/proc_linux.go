@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 )
@@ -49,3 +50,7 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// fdatasync flushes f's data (and only the metadata needed to read it),
+// as a WAL does after each write.
+func fdatasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }

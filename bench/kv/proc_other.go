@@ -3,6 +3,7 @@
 package main
 
 import (
+	"os"
 	"syscall"
 	"time"
 )
@@ -16,3 +17,6 @@ func childAttr() *syscall.SysProcAttr {
 func fsType(string) string { return "unknown" }
 
 func processCPU() time.Duration { return 0 }
+
+// fdatasync falls back to a full sync where fdatasync does not exist.
+func fdatasync(f *os.File) error { return f.Sync() }

@@ -261,6 +261,30 @@ func renderReport(rep *Report, markdown bool) string {
 	}
 	b.WriteString(wrapTable(res.render(markdown), markdown))
 
+	if f := rep.Floor; f != nil {
+		h("One-client put against its floor (fdatasync on leader and follower at once, plus two loopback round trips)")
+		ft := table{leftCols: 1, header: []string{"measure", "p50", "p99", "avg"}}
+		ft.add("fdatasync of 4 KiB, 2 writers at once", fmtDur(f.Sync.P50), fmtDur(f.Sync.P99), fmtDur(f.Sync.Mean))
+		ft.add("loopback round trip", fmtDur(f.RoundTrip.P50), fmtDur(f.RoundTrip.P99), fmtDur(f.RoundTrip.Mean))
+		ft.add("floor (fdatasync p50 + 2 round trips)", fmtDur(f.Estimate), "", "")
+		for _, n := range names {
+			r := firstNonNil(base[n], other[n])
+			if r == nil || r.Workload.Kind != kindPut || r.Workload.Clients != 1 {
+				continue
+			}
+			for _, sys := range []string{baseSystem, otherSystem} {
+				st := stats(base[n])
+				if sys == otherSystem {
+					st = stats(other[n])
+				}
+				if st.Requests > 0 {
+					ft.add(fmt.Sprintf("%s %s: avg is %s the floor", sys, n, ratio(float64(st.Mean), float64(f.Estimate))), fmtDur(st.P50), fmtDur(st.P99), fmtDur(st.Mean))
+				}
+			}
+		}
+		b.WriteString(wrapTable(ft.render(markdown), markdown))
+	}
+
 	var failures []string
 	for _, s := range rep.Systems {
 		if s.Error != "" {

@@ -49,6 +49,38 @@ func TestRenderReport(t *testing.T) {
 	}
 }
 
+// TestFloorInReport checks that the one-client put rows are set against
+// the floor: etcd's put-c1 averages 2ms, synod's 1ms, the floor is 0.5ms.
+func TestFloorInReport(t *testing.T) {
+	rep := fakeReport()
+	rep.Floor = &Floor{Sync: Stats{P50: 300 * time.Microsecond, P99: time.Millisecond, Mean: 400 * time.Microsecond},
+		RoundTrip: Stats{P50: 100 * time.Microsecond}, Estimate: 500 * time.Microsecond}
+	txt := renderReport(rep, false)
+	for _, want := range []string{"floor (fdatasync p50 + 2 round trips)", "etcd put-c1: avg is 4.00x the floor", "synod put-c1: avg is 2.00x the floor"} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("report lacks %q:\n%s", want, txt)
+		}
+	}
+	if strings.Contains(txt, "put-c10: avg") {
+		t.Errorf("a put with 10 clients is set against the one-client floor:\n%s", txt)
+	}
+}
+
+// TestMeasureFloor measures the floor on a temporary directory: every
+// sync and round trip is timed, and the estimate is their sum.
+func TestMeasureFloor(t *testing.T) {
+	f, err := measureFloor(t.TempDir(), 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Sync.Requests != 40 || f.RoundTrip.Requests != 80 {
+		t.Fatalf("timed %d syncs and %d round trips, want 40 and 80", f.Sync.Requests, f.RoundTrip.Requests)
+	}
+	if f.Sync.P50 <= 0 || f.RoundTrip.P50 <= 0 || f.Estimate != f.Sync.P50+2*f.RoundTrip.P50 {
+		t.Fatalf("floor %+v", f)
+	}
+}
+
 func TestWriteReport(t *testing.T) {
 	dir := t.TempDir()
 	files, err := writeReport(fakeReport(), dir)
