@@ -30,6 +30,43 @@ func BenchmarkPut(b *testing.B) {
 	}
 }
 
+// BenchmarkGroupPut measures a put applied in a WriteGroup of n puts
+// (one Pebble commit for n raft entries, as the server applies a Ready)
+// against n=1, one commit per put.
+func BenchmarkGroupPut(b *testing.B) {
+	const keys = 10000
+	kbuf := make([][]byte, keys)
+	for i := range kbuf {
+		kbuf[i] = []byte(fmt.Sprintf("key/%08d", i))
+	}
+	val := make([]byte, 256)
+	for _, n := range []int{1, 16, 128} {
+		b.Run(fmt.Sprintf("group=%d", n), func(b *testing.B) {
+			s, _ := openTest(b)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; {
+				g, err := s.Group()
+				if err != nil {
+					b.Fatal(err)
+				}
+				for j := 0; j < n && i < b.N; j++ {
+					i++
+					if _, _, err := g.Write(uint64(i), func(tx *WriteTxn) error {
+						_, err := tx.Put(kbuf[i%keys], val, 0, PutOptions{})
+						return err
+					}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := g.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkRange reads one key, and a 10-key prefix, from a store where
 // every key has a long history; the cost must not depend on the history.
 func BenchmarkRange(b *testing.B) {
