@@ -89,7 +89,7 @@ const (
 	// and makes each L0 file larger, so that the L0-to-base compactions,
 	// which rewrite the overlapping base level (all of the k space),
 	// happen fewer times for the same data.
-	memTableSize = 32 << 20
+	memTableSize = 16 << 20
 	// l0CompactionThreshold and l0StopWritesThreshold: more L0 files
 	// before a compaction, for the same reason (bloom filters keep point
 	// reads from probing every one of them).
