@@ -47,7 +47,9 @@ type RecoveryResult struct {
 
 // SystemResult is everything measured for one system.
 type SystemResult struct {
-	Name      string            `json:"name"`
+	Name string `json:"name"`
+	// Round is the round (1-based) of a run; 0 in a median of rounds.
+	Round     int               `json:"round,omitempty"`
 	Binary    string            `json:"binary"`
 	Build     map[string]string `json:"build,omitempty"`
 	Leader    string            `json:"leader,omitempty"`
@@ -108,15 +110,19 @@ type HostInfo struct {
 
 // Report is the whole comparison, as written to JSON.
 type Report struct {
-	Started   time.Time       `json:"started"`
-	Finished  time.Time       `json:"finished"`
-	Quick     bool            `json:"quick"`
-	Target    string          `json:"target"`
-	Cluster   ClusterOptions  `json:"cluster"`
-	Host      HostInfo        `json:"host"`
-	Workloads []Workload      `json:"workload_list"`
-	Floor     *Floor          `json:"floor,omitempty"`
-	Systems   []*SystemResult `json:"systems"`
+	Started   time.Time      `json:"started"`
+	Finished  time.Time      `json:"finished"`
+	Quick     bool           `json:"quick"`
+	Target    string         `json:"target"`
+	Cluster   ClusterOptions `json:"cluster"`
+	Host      HostInfo       `json:"host"`
+	Workloads []Workload     `json:"workload_list"`
+	Floor     *Floor         `json:"floor,omitempty"`
+	Rounds    int            `json:"rounds"`
+	// Systems holds each system's median over the rounds; Runs every
+	// round's results, in the order they ran.
+	Systems []*SystemResult `json:"systems"`
+	Runs    []*SystemResult `json:"runs,omitempty"`
 }
 
 // system returns the named system's results, or nil.
@@ -131,7 +137,7 @@ func (r *Report) system(name string) *SystemResult {
 
 // runCompare is the compare command.
 func runCompare(ctx context.Context, cfg *compareConfig, out io.Writer) error {
-	rep := &Report{Started: time.Now(), Quick: cfg.Quick, Target: cfg.Target, Cluster: cfg.Cluster, Workloads: cfg.workloads()}
+	rep := &Report{Started: time.Now(), Quick: cfg.Quick, Target: cfg.Target, Cluster: cfg.Cluster, Workloads: cfg.workloads(), Rounds: cfg.Rounds}
 	dataRoot := cfg.DataRoot
 	if dataRoot == "" {
 		dataRoot = os.TempDir()
@@ -173,20 +179,22 @@ func runCompare(ctx context.Context, cfg *compareConfig, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range cfg.Systems {
-		if ctx.Err() != nil {
-			break
+	for round := range cfg.Rounds {
+		for _, name := range roundOrder(cfg.Systems, round) {
+			if ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(out, "\n=== %s, round %d of %d (%s)\n", name, round+1, cfg.Rounds, bins[name])
+			sr := runSystem(ctx, name, bins[name], dataRoot, cfg, out)
+			sr.Round = round + 1
+			if sr.Error != "" && ctx.Err() == nil {
+				sr.Logs = saveLogs(sr, filepath.Join(cfg.OutDir, fmt.Sprintf("%s-logs-round%d", reportBase(rep), round+1)))
+				fmt.Fprintf(out, "%s: FAILED: %s\n", name, sr.Error)
+			}
+			rep.Runs = append(rep.Runs, sr)
 		}
-		fmt.Fprintf(out, "\n=== %s (%s)\n", name, bins[name])
-		sr := runSystem(ctx, name, bins[name], dataRoot, cfg, out)
-		if sr.Error != "" && ctx.Err() == nil {
-			sr.Logs = saveLogs(sr, filepath.Join(cfg.OutDir, reportBase(rep)+"-logs"))
-		}
-		if sr.Error != "" && ctx.Err() == nil {
-			fmt.Fprintf(out, "%s: FAILED: %s\n", name, sr.Error)
-		}
-		rep.Systems = append(rep.Systems, sr)
 	}
+	mergeReport(rep, cfg.Systems)
 	rep.Finished = time.Now()
 	rep.Host.LoadEnd = loadAvg()
 	if err := ctx.Err(); err != nil {

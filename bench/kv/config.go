@@ -64,6 +64,7 @@ var knownGroups = []string{"put", "range-l", "range-s", "txn-mixed", "recovery"}
 // compareConfig holds the flags of the compare command.
 type compareConfig struct {
 	Quick     bool
+	Rounds    int
 	Systems   stringList
 	Groups    stringList
 	EtcdBin   string
@@ -111,6 +112,7 @@ const (
 	fullTxnSpace     = 10000
 	quickTxnSpace    = 1000
 	fullRecoveryKeys = 1000000
+	fullRounds       = 3
 	quickRecKeys     = 10000
 )
 
@@ -130,6 +132,7 @@ func parseCompareFlags(args []string, stderr io.Writer) (*compareConfig, error) 
 	}
 	fs.BoolVar(&c.Quick, "quick", false, "small totals (a smoke test, well under a minute per system): numbers mean little")
 	fs.Var(&c.Systems, "systems", "systems to run, in order (etcd, synod)")
+	fs.IntVar(&c.Rounds, "rounds", 0, fmt.Sprintf("rounds, each starting fresh clusters, alternating which system goes first; the report gives each measure's median round (default %d, quick 1)", fullRounds))
 	fs.Var(&c.Groups, "workloads", "workload groups to run: "+strings.Join(knownGroups, ","))
 	fs.StringVar(&c.EtcdBin, "etcd-bin", "", "use this etcd binary instead of building the module's tool")
 	fs.StringVar(&c.SynodBin, "synod-bin", "", "use this synod binary instead of building it from the tree")
@@ -188,12 +191,16 @@ func parseCompareFlags(args []string, stderr io.Writer) (*compareConfig, error) 
 	pick(&c.TxnTotal, fullTxnTotal, quickTxnTotal)
 	pick(&c.TxnSpace, fullTxnSpace, quickTxnSpace)
 	pick(&c.RecKeys, fullRecoveryKeys, quickRecKeys)
+	pick(&c.Rounds, fullRounds, 1)
 	return c, c.check()
 }
 
 // check validates the combination of flags.
 func (c *compareConfig) check() error {
 	var errs []error
+	if c.Rounds < 1 {
+		errs = append(errs, fmt.Errorf("-rounds %d: want at least 1", c.Rounds))
+	}
 	if len(c.Systems) == 0 {
 		errs = append(errs, errors.New("-systems is empty"))
 	}

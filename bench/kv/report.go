@@ -285,12 +285,25 @@ func renderReport(rep *Report, markdown bool) string {
 		b.WriteString(wrapTable(ft.render(markdown), markdown))
 	}
 
+	if rt := renderRounds(rep, markdown); rt != "" {
+		h(fmt.Sprintf("Ratio synod/etcd in each round (the tables above give each measure's median of %d rounds)", rep.Rounds))
+		b.WriteString(wrapTable(rt, markdown))
+	}
+
 	var failures []string
-	for _, s := range rep.Systems {
+	runs := rep.Runs
+	if len(runs) == 0 {
+		runs = rep.Systems
+	}
+	for _, s := range runs {
+		name := s.Name
+		if rep.Rounds > 1 {
+			name = fmt.Sprintf("%s (round %d)", s.Name, s.Round)
+		}
 		if s.Error != "" {
-			failures = append(failures, s.Name+": "+s.Error)
+			failures = append(failures, name+": "+s.Error)
 			if len(s.Logs) > 0 {
-				failures = append(failures, s.Name+": members' logs saved in "+filepath.Dir(s.Logs[0]))
+				failures = append(failures, name+": members' logs saved in "+filepath.Dir(s.Logs[0]))
 			}
 		}
 		for _, r := range append(append([]*Result{}, s.Results...), recoveryFill(s)...) {
@@ -299,7 +312,7 @@ func renderReport(rep *Report, markdown bool) string {
 			}
 			msgs := make([]string, 0, len(r.ErrorLog))
 			for m, n := range r.ErrorLog {
-				msgs = append(msgs, fmt.Sprintf("%s %s: %dx %s", s.Name, r.Workload.Name, n, m))
+				msgs = append(msgs, fmt.Sprintf("%s %s: %dx %s", name, r.Workload.Name, n, m))
 			}
 			sort.Strings(msgs)
 			failures = append(failures, msgs...)
@@ -364,6 +377,9 @@ func renderMarkdown(rep *Report, svgName string) string {
 	fmt.Fprintf(&b, "- cluster: %d members on loopback, same flags for both: --snapshot-count=%d --heartbeat-interval=%d --election-timeout=%d --logger=zap --log-level=%s, fsync on\n",
 		rep.Cluster.Size, rep.Cluster.SnapshotCount, rep.Cluster.HeartbeatInterval, rep.Cluster.ElectionTimeout, rep.Cluster.LogLevel)
 	fmt.Fprintf(&b, "- clients connect to: %s\n", rep.Target)
+	if rep.Rounds > 1 {
+		fmt.Fprintf(&b, "- %d rounds, each on fresh clusters, alternating which system goes first; every figure is the median round (per workload by throughput, recovery by time to serve, memory per role)\n", rep.Rounds)
+	}
 	if rep.Host.SynodCommit != "" {
 		fmt.Fprintf(&b, "- synod tree: %s\n", rep.Host.SynodCommit)
 	}
