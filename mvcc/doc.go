@@ -16,23 +16,31 @@
 // All data lives in one Pebble DB, in three key spaces:
 //
 //	r<main 8B BE><sub 8B BE>               -> record   (history, in revision order)
-//	k<escaped key>\x00\x01<main><sub>      -> record   (key index, per key by revision)
+//	k<escaped key>\x00\x01<main><sub>      -> record without its value (key index, per key by revision)
 //	c<key>                                 -> <main><sub> record (the live version of each key)
 //	m/rev, m/compacted, m/consistent_index -> 8-byte big-endian metadata
 //	m/format                               -> 1: the c space exists
 //	m/lease/<id 8B BE>                     -> lease record (format, TTL, remaining TTL)
 //	m/app/<name>                           -> the server's metadata (members, alarms)
 //
-// A record is: flags (bit 0: tombstone), create revision, version, lease
-// (varints), key length (uvarint), key, value. The user key is escaped in
-// the k space (0x00 becomes 0x00 0xff, terminated by 0x00 0x01), which
-// keeps byte order and makes each key's versions one contiguous run. The
-// record is stored in both spaces (double space for single-lookup reads):
-// the r space serves hashing, compaction and (later) watch replay; the k
-// space serves reads. Because the key index lives in Pebble there is
-// nothing to rebuild on Open, and a range costs two seeks per key in the
-// range (the key's first version, then a SeekLT to its newest version at or
-// below the read revision) whatever the length of each key's history.
+// A record is: flags (bit 0: tombstone, bit 1: value in the r space),
+// create revision, version, lease (varints), key length (uvarint), key,
+// value. The user key is escaped in the k space (0x00 becomes 0x00 0xff,
+// terminated by 0x00 0x01), which keeps byte order and makes each key's
+// versions one contiguous run.
+//
+// A put's value is stored twice: in the r space (history: hashing,
+// compaction, watch replay) and in the c space (reads and writes at the
+// current revision: one point lookup for a key, one seek and a step per
+// key for a range). The k space holds the record without its value (bit
+// 1 set) and serves reads at older revisions: a SeekLT to the key's
+// newest version at or below the read revision, then a point lookup of
+// that revision's r space record for the value. Keeping values out of
+// the k space matters because its new entries land among all the old
+// ones, so compactions rewrite it again and again as the history grows;
+// the r space only grows at its end. (Stores written before kept values
+// in the k space too; readers take both forms.) Because the key index
+// lives in Pebble there is nothing to rebuild on Open.
 //
 // # Durability and the consistent index
 //

@@ -150,7 +150,7 @@ func historyByRev(snap *pebble.Snapshot, from, to int64, opts *HistoryOptions, r
 		if !keyInRange(r.key, opts.Key, opts.End) {
 			continue
 		}
-		ev, err := historyEvent(&r, at, kit)
+		ev, err := historyEvent(snap, &r, at, kit)
 		if err != nil {
 			return err
 		}
@@ -207,10 +207,16 @@ func historyOfKey(snap *pebble.Snapshot, from, to int64, opts *HistoryOptions, r
 		if err != nil {
 			return err
 		}
+		if err := r.loadValue(snap, at); err != nil {
+			return err
+		}
 		ev := recordEvent(&r, at)
 		if opts.PrevKV && prev != nil {
 			pr, err := decodeRecord(prev, false)
 			if err != nil {
+				return err
+			}
+			if err := pr.loadValue(snap, prevRev); err != nil {
 				return err
 			}
 			if !pr.tombstone {
@@ -238,7 +244,7 @@ func recordEvent(r *record, at revision) Event {
 
 // historyEvent turns a stored change into an Event, with its PrevKV
 // looked up in the key index when kit is not nil.
-func historyEvent(r *record, at revision, kit *pebble.Iterator) (Event, error) {
+func historyEvent(snap *pebble.Snapshot, r *record, at revision, kit *pebble.Iterator) (Event, error) {
 	ev := recordEvent(r, at)
 	// A put of version 1 created the key: nothing was replaced.
 	if kit == nil || (!r.tombstone && r.version == 1) {
@@ -260,8 +266,12 @@ func historyEvent(r *record, at revision, kit *pebble.Iterator) (Event, error) {
 	if err != nil {
 		return ev, err
 	}
+	prevRev := decodeRev(k[len(prefix):])
+	if err := pr.loadValue(snap, prevRev); err != nil {
+		return ev, err
+	}
 	if !pr.tombstone {
-		kv := pr.kv(decodeRev(k[len(prefix):]), false)
+		kv := pr.kv(prevRev, false)
 		ev.PrevKV = &kv
 	}
 	return ev, nil

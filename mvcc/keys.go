@@ -1,14 +1,20 @@
 package mvcc
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
 	"math"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Layout of the Pebble key space (see the package documentation).
 const (
 	prefixRev   = 'r' // r<main 8B BE><sub 8B BE> -> record
-	prefixKey   = 'k' // k<escaped key>\x00\x01<main><sub> -> record
+	prefixKey   = 'k' // k<escaped key>\x00\x01<main><sub> -> record without its value
 	prefixKeyHi = 'l' // first byte after the k/ space
 	prefixCur   = 'c' // c<key> -> <main 8B BE><sub 8B BE> record: each live key's newest version
 )
@@ -21,6 +27,8 @@ var (
 )
 
 // formatCurrent is the m/format value of a store that keeps the c space.
+// Stores of format 1 may hold k space records with their values inline
+// (written before values moved to the r space only); readers take both.
 const formatCurrent = 1
 
 // curKey is key's entry in the c space.
@@ -56,7 +64,11 @@ func revKey(r revision) []byte {
 // versions of key in the k/ space. Escaping (0x00 -> 0x00 0xff, terminator
 // 0x00 0x01) keeps the byte order of user keys and makes the prefix unique.
 func keyPrefix(key []byte) []byte {
-	b := make([]byte, 0, len(key)+2+2+16)
+	return appendVersionPrefix(make([]byte, 0, len(key)+2+2+16), key)
+}
+
+// appendVersionPrefix appends keyPrefix(key) to b.
+func appendVersionPrefix(b, key []byte) []byte {
 	b = append(b, prefixKey)
 	b = appendEscaped(b, key)
 	return append(b, 0x00, 0x01)
@@ -77,11 +89,6 @@ func appendEscaped(b, key []byte) []byte {
 // every user key >= key.
 func keyBound(key []byte) []byte {
 	return appendEscaped(append(make([]byte, 0, len(key)+1), prefixKey), key)
-}
-
-// versionKey returns the k/ key of one version of key.
-func versionKey(key []byte, r revision) []byte {
-	return appendRev(keyPrefix(key), r)
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix p
@@ -126,9 +133,16 @@ type record struct {
 	version   int64
 	lease     int64
 	tombstone bool
+	// valueInRev: the value is not here but in the record of the same
+	// revision in the r space (the k space keeps no values).
+	valueInRev bool
 }
 
-const recTombstone = 1
+// Record flags.
+const (
+	recTombstone  = 1
+	recValueInRev = 2
+)
 
 // encode appends the record: flags, create, version, lease (varints), key
 // length (uvarint), key, value.
@@ -136,6 +150,9 @@ func (r *record) encode(dst []byte) []byte {
 	var flags byte
 	if r.tombstone {
 		flags |= recTombstone
+	}
+	if r.valueInRev {
+		flags |= recValueInRev
 	}
 	dst = append(dst, flags)
 	dst = binary.AppendVarint(dst, r.create)
@@ -153,6 +170,7 @@ func decodeRecord(b []byte, copyBytes bool) (record, error) {
 		return r, ErrCorrupt
 	}
 	r.tombstone = b[0]&recTombstone != 0
+	r.valueInRev = b[0]&recValueInRev != 0
 	b = b[1:]
 	var n int
 	for _, p := range []*int64{&r.create, &r.version, &r.lease} {
@@ -173,6 +191,57 @@ func decodeRecord(b []byte, copyBytes bool) (record, error) {
 		r.value = append([]byte(nil), r.value...)
 	}
 	return r, nil
+}
+
+// encodeRef appends the record's k space form: everything but the value,
+// which only the r space record of the same revision holds. A put's value
+// is thus stored twice (history and current version), not three times,
+// and the k space, whose new entries land among all the old ones, stays
+// small for the compactions that rewrite it.
+func (r *record) encodeRef(dst []byte) []byte {
+	ref := *r
+	ref.valueInRev = !r.tombstone
+	ref.value = nil
+	return ref.encode(dst)
+}
+
+// getter is a Pebble DB, batch or snapshot.
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+// loadValue fills in the value of a record read from the k space, from
+// the r space record of its revision; records that carry their value are
+// left alone.
+func (r *record) loadValue(g getter, rev revision) error {
+	if !r.valueInRev {
+		return nil
+	}
+	v, closer, err := g.Get(revKey(rev))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("%w: revision %d.%d of %q is in the key index but not in the history", ErrCorrupt, rev.main, rev.sub, r.key)
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	full, err := decodeRecord(v, false)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(full.key, r.key) {
+		return fmt.Errorf("%w: revision %d.%d holds key %q, the key index says %q", ErrCorrupt, rev.main, rev.sub, full.key, r.key)
+	}
+	r.value = append([]byte(nil), full.value...)
+	r.valueInRev = false
+	return nil
+}
+
+// ownedKV builds the public KeyValue of a record stored at rev whose key
+// and value are private copies (decoded with copyBytes), handing them
+// over instead of copying them again.
+func (r *record) ownedKV(rev revision) KeyValue {
+	return KeyValue{Key: r.key, Value: r.value, CreateRevision: r.create, ModRevision: rev.main, Version: r.version, Lease: r.lease}
 }
 
 // kv builds the public KeyValue of a record stored at rev.

@@ -32,6 +32,10 @@ type Store struct {
 	rev       int64  // current revision
 	compacted int64  // compacted revision (0 if never compacted)
 	ci        uint64 // consistent index
+
+	// Buffers a write builds its batch keys and values in (Pebble copies
+	// them into the batch), so that a put allocates none; guarded by wmu.
+	keyBuf, valBuf, refBuf []byte
 }
 
 // quietLogger drops Pebble's informational logs.
@@ -244,6 +248,7 @@ func (s *Store) SetConsistentIndex(idx uint64) error {
 
 // reader is what Range needs: a Pebble DB, batch or snapshot.
 type reader interface {
+	getter
 	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
 }
 
@@ -321,7 +326,11 @@ func (s *Store) ensureCurrentSpace() error {
 			if err != nil {
 				return err
 			}
-			if err := setCurrent(b, r.key, decodeRev(it.Key()[len(prefix):]), val, r.tombstone); err != nil {
+			rev := decodeRev(it.Key()[len(prefix):])
+			if err := r.loadValue(s.db, rev); err != nil {
+				return err
+			}
+			if err := setCurrent(b, curKey(r.key), r.encode(appendRev(nil, rev)), r.tombstone); err != nil {
 				return err
 			}
 		}
@@ -374,10 +383,75 @@ func rangeAt(rd reader, key, end []byte, opts RangeOptions, cur, compacted int64
 	if naturalOrder && !filtered && opts.Limit > 0 {
 		stopAt = opts.Limit + 1
 	}
+	if rev == cur {
+		err = rangeLive(rd, key, end, &res, &opts, stopAt, filtered)
+	} else {
+		err = rangeHistory(rd, key, end, rev, &res, &opts, stopAt, filtered)
+	}
+	if err != nil {
+		return RangeResult{}, err
+	}
+	if !naturalOrder {
+		sortKVs(res.KVs, opts.SortTarget, opts.SortOrder == SortDescend)
+	}
+	if opts.Limit > 0 && int64(len(res.KVs)) > opts.Limit {
+		res.KVs = res.KVs[:opts.Limit]
+		res.More = true
+	}
+	return res, nil
+}
+
+// rangeLive reads [key, end) at the current revision from the c space:
+// one entry per live key, so a range costs one seek and a step per key,
+// whatever the keys' histories.
+func rangeLive(rd reader, key, end []byte, res *RangeResult, opts *RangeOptions, stopAt int64, filtered bool) error {
+	lo, hi := curKey(key), []byte{prefixCur + 1}
+	switch {
+	case len(end) == 0:
+		hi = append(curKey(key), 0)
+	case len(end) == 1 && end[0] == 0:
+	default:
+		hi = curKey(end)
+	}
+	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if len(v) < 17 {
+			return fmt.Errorf("%w: current version of %q", ErrCorrupt, it.Key()[1:])
+		}
+		if v[16]&recTombstone != 0 {
+			continue
+		}
+		res.Count++
+		if opts.CountOnly || (stopAt >= 0 && int64(len(res.KVs)) >= stopAt) {
+			continue
+		}
+		r, err := decodeRecord(v[16:], false)
+		if err != nil {
+			return err
+		}
+		mod := decodeRev(v[:16])
+		if filtered && !passFilters(opts, r.create, mod.main) {
+			continue
+		}
+		res.KVs = append(res.KVs, r.kv(mod, opts.KeysOnly))
+	}
+	return it.Error()
+}
+
+// rangeHistory reads [key, end) at an older revision from the k space.
+func rangeHistory(rd reader, key, end []byte, rev int64, res *RangeResult, opts *RangeOptions, stopAt int64, filtered bool) error {
 	lo, hi := rangeBounds(key, end)
 	it, err := rd.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return RangeResult{}, err
+		return err
 	}
 	defer it.Close()
 	// Visit each user key once: find its first entry, then SeekLT to its
@@ -394,14 +468,14 @@ func rangeAt(rd reader, key, end []byte, opts RangeOptions, cur, compacted int64
 		if !single {
 			p, _, ok := splitVersionKey(it.Key())
 			if !ok {
-				return RangeResult{}, fmt.Errorf("%w: key index entry %q", ErrCorrupt, it.Key())
+				return fmt.Errorf("%w: key index entry %q", ErrCorrupt, it.Key())
 			}
 			prefix = append(prefix[:0], p...)
 		}
 		found := latestAt(it, prefix, rev)
 		if found {
-			if err := visit(it, prefix, &res, &opts, stopAt, filtered); err != nil {
-				return RangeResult{}, err
+			if err := visit(rd, it, prefix, res, opts, stopAt, filtered); err != nil {
+				return err
 			}
 		}
 		if single {
@@ -412,22 +486,12 @@ func rangeAt(rd reader, key, end []byte, opts RangeOptions, cur, compacted int64
 		}
 		valid = it.SeekGE(prefixEnd(prefix))
 	}
-	if err := it.Error(); err != nil {
-		return RangeResult{}, err
-	}
-	if !naturalOrder {
-		sortKVs(res.KVs, opts.SortTarget, opts.SortOrder == SortDescend)
-	}
-	if opts.Limit > 0 && int64(len(res.KVs)) > opts.Limit {
-		res.KVs = res.KVs[:opts.Limit]
-		res.More = true
-	}
-	return res, nil
+	return it.Error()
 }
 
 // visit adds the version under it (the newest of its key at the read
 // revision) to res, unless it is a deletion.
-func visit(it *pebble.Iterator, prefix []byte, res *RangeResult, opts *RangeOptions, stopAt int64, filtered bool) error {
+func visit(g getter, it *pebble.Iterator, prefix []byte, res *RangeResult, opts *RangeOptions, stopAt int64, filtered bool) error {
 	v, err := it.ValueAndErr()
 	if err != nil {
 		return err
@@ -449,6 +513,11 @@ func visit(it *pebble.Iterator, prefix []byte, res *RangeResult, opts *RangeOpti
 	mod := decodeRev(it.Key()[len(prefix):])
 	if filtered && !passFilters(opts, r.create, mod.main) {
 		return nil
+	}
+	if !opts.KeysOnly {
+		if err := r.loadValue(g, mod); err != nil {
+			return err
+		}
 	}
 	res.KVs = append(res.KVs, r.kv(mod, opts.KeysOnly))
 	return nil
@@ -537,7 +606,7 @@ func (tx *WriteTxn) Get(key []byte) (*KeyValue, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
-	kv := r.kv(rev, false)
+	kv := r.ownedKV(rev)
 	return &kv, nil
 }
 
@@ -545,7 +614,9 @@ func (tx *WriteTxn) Get(key []byte) (*KeyValue, error) {
 // a point lookup in the c space (the indexed batch sees the transaction's
 // own writes).
 func (tx *WriteTxn) latest(key []byte) (record, revision, bool, error) {
-	v, closer, err := tx.b.Get(curKey(key))
+	s := tx.s
+	s.keyBuf = append(append(s.keyBuf[:0], prefixCur), key...)
+	v, closer, err := tx.b.Get(s.keyBuf)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return record{}, revision{}, false, nil
 	}
@@ -566,30 +637,36 @@ func (tx *WriteTxn) latest(key []byte) (record, revision, bool, error) {
 // write stores one change at the next sub-revision.
 func (tx *WriteTxn) write(r *record) (revision, error) {
 	rev := revision{tx.rev, tx.sub}
-	enc := r.encode(nil)
-	if err := tx.b.Set(revKey(rev), enc, nil); err != nil {
+	s := tx.s
+	// The c space value is the revision then the record: encode it once
+	// and use its tail for the r space.
+	s.valBuf = r.encode(appendRev(s.valBuf[:0], rev))
+	s.keyBuf = appendRev(append(s.keyBuf[:0], prefixRev), rev)
+	if err := tx.b.Set(s.keyBuf, s.valBuf[16:], nil); err != nil {
 		return rev, err
 	}
-	if err := tx.b.Set(versionKey(r.key, rev), enc, nil); err != nil {
+	s.keyBuf = appendRev(appendVersionPrefix(s.keyBuf[:0], r.key), rev)
+	s.refBuf = r.encodeRef(s.refBuf[:0])
+	if err := tx.b.Set(s.keyBuf, s.refBuf, nil); err != nil {
 		return rev, err
 	}
-	if err := setCurrent(tx.b, r.key, rev, enc, r.tombstone); err != nil {
+	s.keyBuf = append(append(s.keyBuf[:0], prefixCur), r.key...)
+	if err := setCurrent(tx.b, s.keyBuf, s.valBuf, r.tombstone); err != nil {
 		return rev, err
 	}
 	tx.sub++
 	return rev, nil
 }
 
-// setCurrent records key's newest version in the c space (or removes the
-// key from it on a deletion), so that reading one key at the current
-// revision is a point lookup instead of an iterator seek.
-func setCurrent(b *pebble.Batch, key []byte, rev revision, enc []byte, tombstone bool) error {
+// setCurrent records a key's newest version (value: revision, record) at
+// its c space key ck, or removes the key from the c space on a deletion,
+// so that reading one key at the current revision is a point lookup
+// instead of an iterator seek.
+func setCurrent(b *pebble.Batch, ck, value []byte, tombstone bool) error {
 	if tombstone {
-		return b.Delete(curKey(key), nil)
+		return b.Delete(ck, nil)
 	}
-	v := make([]byte, 0, 16+len(enc))
-	v = appendRev(v, rev)
-	return b.Set(curKey(key), append(v, enc...), nil)
+	return b.Set(ck, value, nil)
 }
 
 // Put writes key=value with the given lease. With opts.PrevKV the
@@ -622,7 +699,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64, opts PutOptions) (*KeyVa
 	ev := Event{Type: EventPut, KV: r.kv(rev, false)}
 	var pkv *KeyValue
 	if ok {
-		kv := prev.kv(prevRev, false)
+		kv := prev.ownedKV(prevRev)
 		pkv = &kv
 		ev.PrevKV = pkv
 	}

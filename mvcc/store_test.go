@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -784,5 +785,93 @@ func TestCurrentSpaceRebuilt(t *testing.T) {
 	}
 	if res, err := s.Range([]byte("b"), nil, RangeOptions{}); err != nil || res.Count != 0 {
 		t.Fatalf("deleted b after rebuild: %+v %v", res, err)
+	}
+}
+
+// rewriteKeyIndex replaces every k space entry by fn of its decoded
+// record, as a store written by an older layout (or damaged) holds.
+func rewriteKeyIndex(t *testing.T, s *Store, fn func(k []byte, r record) []byte) {
+	t.Helper()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKeyHi}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := s.db.NewBatch()
+	for valid := it.First(); valid; valid = it.Next() {
+		r, err := decodeRecord(it.Value(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := fn(it.Key(), r); v != nil {
+			if err := b.Set(append([]byte(nil), it.Key()...), v, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+}
+
+// TestKeyIndexHoldsNoValues: the k space keeps records without values
+// (values live in the r and c spaces only), and a store whose k space
+// still holds values inline, as written before, reads the same.
+func TestKeyIndexHoldsNoValues(t *testing.T) {
+	s, _ := openTest(t)
+	big := strings.Repeat("v", 1000)
+	mustPut(t, s, "a", big+"1")
+	mustPut(t, s, "a", big+"2")
+	mustPut(t, s, "b", big+"3")
+	check := func(label string) {
+		t.Helper()
+		for rev, want := range map[int64]string{2: big + "1", 3: big + "2"} {
+			res, err := s.Range([]byte("a"), nil, RangeOptions{Rev: rev})
+			if err != nil || len(res.KVs) != 1 || string(res.KVs[0].Value) != want {
+				t.Fatalf("%s: a at %d: %+v %v", label, rev, res, err)
+			}
+		}
+		h, err := s.History(2, 4, HistoryOptions{Key: []byte("a"), End: []byte{0}, PrevKV: true})
+		if err != nil || len(h.Events) != 3 || string(h.Events[1].KV.Value) != big+"2" || string(h.Events[1].PrevKV.Value) != big+"1" {
+			t.Fatalf("%s: history %+v %v", label, h, err)
+		}
+		h, err = s.History(2, 4, HistoryOptions{Key: []byte("a"), PrevKV: true})
+		if err != nil || len(h.Events) != 2 || string(h.Events[1].KV.Value) != big+"2" || string(h.Events[1].PrevKV.Value) != big+"1" {
+			t.Fatalf("%s: history of a %+v %v", label, h, err)
+		}
+	}
+	check("new layout")
+	rewriteKeyIndex(t, s, func(_ []byte, r record) []byte {
+		if len(r.value) != 0 || (!r.tombstone && !r.valueInRev) {
+			t.Errorf("k space record of %q holds a value (%d bytes) or no reference", r.key, len(r.value))
+		}
+		return nil
+	})
+	rewriteKeyIndex(t, s, func(k []byte, r record) []byte {
+		_, rev, _ := splitVersionKey(k)
+		if err := r.loadValue(s.db, rev); err != nil {
+			t.Fatal(err)
+		}
+		return r.encode(nil)
+	})
+	check("values inline")
+}
+
+// TestKeyIndexWithoutHistoryIsCorrupt: a k space reference whose r space
+// record is missing is reported as corruption naming the revision, never
+// read as an empty value.
+func TestKeyIndexWithoutHistoryIsCorrupt(t *testing.T) {
+	s, _ := openTest(t)
+	mustPut(t, s, "a", "1")
+	mustPut(t, s, "a", "2")
+	if err := s.db.Delete(revKey(revision{2, 0}), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Range([]byte("a"), nil, RangeOptions{Rev: 2})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "revision 2.0") {
+		t.Fatalf("read of a version without its history record: %v", err)
 	}
 }
