@@ -19,6 +19,15 @@ import (
 	"github.com/synod-db/synod/server"
 )
 
+// streamWorkers is the number of goroutines that serve RPCs in turn. By
+// default gRPC starts a goroutine per RPC, whose stack then grows by
+// copying (several times: gRPC's read path alone is deep) on every call;
+// under 1000 clients that copying was a quarter of the leader's CPU for
+// linearizable reads and a tenth for puts. Workers keep their grown
+// stacks from one RPC to the next (gRPC still starts goroutines when all
+// are busy). The cost is their idle stacks, about 8 MiB per member.
+const streamWorkers = 1024
+
 // NewGRPCServer returns a gRPC server with synod's services registered.
 func NewGRPCServer(s *server.Server, m *Metrics) *grpc.Server {
 	maxRecv := s.Config().MaxRequestBytes + 512<<10 // room for the envelope
@@ -26,6 +35,7 @@ func NewGRPCServer(s *server.Server, m *Metrics) *grpc.Server {
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(m.unary, learnerUnary(s), requireLeaderUnary(s)),
 		grpc.ChainStreamInterceptor(m.stream, learnerStream(s), requireLeaderStream(s)),
 	)
