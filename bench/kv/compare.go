@@ -381,6 +381,11 @@ func runSystemWorkloads(ctx context.Context, c *Cluster, cfg *compareConfig, sr 
 		if err != nil {
 			return err
 		}
+		if w.Kind == kindWatchLatency {
+			if eps, err = watchEndpoints(ctx, c, w.WatchOn); err != nil {
+				return err
+			}
+		}
 		if w.Kind == kindTxnMixed {
 			// Fill the key space so that reads find values.
 			fill := Workload{Name: w.Name + "-prefill", Kind: kindPut, Conns: min(10, w.KeySpaceSize), Clients: min(100, w.KeySpaceSize),
@@ -417,6 +422,23 @@ func runSystemWorkloads(ctx context.Context, c *Cluster, cfg *compareConfig, sr 
 	rec, err := runRecovery(ctx, c, eps, cfg, progress, out)
 	sr.Recovery = rec
 	return err
+}
+
+// watchEndpoints returns the writer's endpoint (the leader) and the
+// watcher's (the leader, or the member after it for a follower).
+func watchEndpoints(ctx context.Context, c *Cluster, on string) ([]string, error) {
+	li, err := c.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wi := li
+	if on == "follower" {
+		if len(c.Members) < 2 {
+			return nil, fmt.Errorf("watch-latency on a follower needs at least 2 members")
+		}
+		wi = (li + 1) % len(c.Members)
+	}
+	return []string{c.Members[li].ClientURL, c.Members[wi].ClientURL}, nil
 }
 
 // runRecovery writes cfg.RecKeys keys, kills one member with SIGKILL,

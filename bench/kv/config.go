@@ -59,7 +59,7 @@ func (l *stringList) Set(s string) error {
 var knownSystems = []string{"etcd", "synod"}
 
 // The workload groups of compare.
-var knownGroups = []string{"put", "range-l", "range-s", "txn-mixed", "recovery"}
+var knownGroups = []string{"put", "range-l", "range-s", "txn-mixed", "watch-latency", "recovery"}
 
 // compareConfig holds the flags of the compare command.
 type compareConfig struct {
@@ -90,6 +90,7 @@ type compareConfig struct {
 	TxnTotal  int
 	TxnSpace  int
 	RWRatio   float64
+	WatchTot  int
 	RecKeys   int
 	RecVictim string
 	RecWait   time.Duration
@@ -112,6 +113,8 @@ const (
 	fullTxnSpace     = 10000
 	quickTxnSpace    = 1000
 	fullRecoveryKeys = 1000000
+	fullWatchTotal   = 2000
+	quickWatchTotal  = 200
 	fullRounds       = 3
 	quickRecKeys     = 10000
 )
@@ -163,6 +166,7 @@ func parseCompareFlags(args []string, stderr io.Writer) (*compareConfig, error) 
 	fs.IntVar(&c.TxnTotal, "txn-total", 0, fmt.Sprintf("txn-mixed: requests (default %d, quick %d)", fullTxnTotal, quickTxnTotal))
 	fs.IntVar(&c.TxnSpace, "txn-key-space-size", 0, fmt.Sprintf("txn-mixed: number of distinct keys, written once before the run (default %d, quick %d)", fullTxnSpace, quickTxnSpace))
 	fs.Float64Var(&c.RWRatio, "rw-ratio", 1, "txn-mixed: reads per write")
+	fs.IntVar(&c.WatchTot, "watch-total", 0, fmt.Sprintf("watch-latency: puts, one at a time, for each of the leader's and a follower's watcher (default %d, quick %d)", fullWatchTotal, quickWatchTotal))
 	fs.IntVar(&c.RecKeys, "recovery-keys", 0, fmt.Sprintf("recovery: keys written before the kill (default %d, quick %d)", fullRecoveryKeys, quickRecKeys))
 	fs.StringVar(&c.RecVictim, "recovery-victim", "follower", "recovery: member killed: follower or leader")
 	fs.DurationVar(&c.RecWait, "recovery-timeout", 10*time.Minute, "recovery: how long the restarted member may take")
@@ -191,6 +195,7 @@ func parseCompareFlags(args []string, stderr io.Writer) (*compareConfig, error) 
 	pick(&c.TxnTotal, fullTxnTotal, quickTxnTotal)
 	pick(&c.TxnSpace, fullTxnSpace, quickTxnSpace)
 	pick(&c.RecKeys, fullRecoveryKeys, quickRecKeys)
+	pick(&c.WatchTot, fullWatchTotal, quickWatchTotal)
 	pick(&c.Rounds, fullRounds, 1)
 	return c, c.check()
 }
@@ -281,6 +286,14 @@ func (c *compareConfig) workloads() []Workload {
 			KeySize: c.KeySize, ValSize: c.ValSize, KeySpaceSize: c.TxnSpace,
 			Consistency: "l", RWRatio: c.RWRatio,
 		})
+	}
+	if c.has("watch-latency") {
+		for _, on := range []string{"leader", "follower"} {
+			ws = append(ws, Workload{
+				Name: "watch-latency-" + on, Kind: kindWatchLatency,
+				Conns: 1, Clients: 1, Total: c.WatchTot, KeySize: len(watchLatencyKey), ValSize: c.ValSize, WatchOn: on,
+			})
+		}
 	}
 	return ws
 }

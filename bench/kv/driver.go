@@ -44,14 +44,23 @@ type Workload struct {
 	Consistency    string  `json:"consistency,omitempty"` // range and txn-mixed reads: l or s
 	RWRatio        float64 `json:"rw_ratio,omitempty"`    // txn-mixed: reads per write
 	RangeKey       string  `json:"range_key,omitempty"`   // range: the key read
+	WatchOn        string  `json:"watch_on,omitempty"`    // watch-latency: the watcher's member, leader or follower
 }
 
 // validate checks the workload's parameters.
 func (w *Workload) validate() error {
 	switch w.Kind {
 	case kindPut, kindRange, kindTxnMixed:
+	case kindWatchLatency:
+		if w.Total < 1 || w.ValSize < 0 {
+			return fmt.Errorf("%s: the number of puts must be at least 1 and the value size at least 0", w.Name)
+		}
+		if w.WatchOn != "leader" && w.WatchOn != "follower" {
+			return fmt.Errorf("%s: the watcher must be on the leader or a follower, not %q", w.Name, w.WatchOn)
+		}
+		return nil
 	default:
-		return fmt.Errorf("unknown workload kind %q (want put, range or txn-mixed)", w.Kind)
+		return fmt.Errorf("unknown workload kind %q (want put, range, txn-mixed or watch-latency)", w.Kind)
 	}
 	if w.Conns < 1 || w.Clients < 1 || w.Total < 1 {
 		return fmt.Errorf("%s: --conns, --clients and --total must be at least 1 (have %d, %d, %d)", w.Name, w.Conns, w.Clients, w.Total)
@@ -90,6 +99,8 @@ func (w *Workload) describe() string {
 	switch w.Kind {
 	case kindRange:
 		fmt.Fprintf(&b, " --consistency=%s key=%q", w.Consistency, w.RangeKey)
+	case kindWatchLatency:
+		fmt.Fprintf(&b, " --val-size=%d, one put at a time on the leader, watched on the %s", w.ValSize, w.WatchOn)
 	default:
 		fmt.Fprintf(&b, " --key-size=%d --val-size=%d --key-space-size=%d", w.KeySize, w.ValSize, w.KeySpaceSize)
 		if w.SequentialKeys {
@@ -244,6 +255,12 @@ func runWorkload(ctx context.Context, endpoints []string, w Workload, progress p
 	}
 	if len(endpoints) == 0 {
 		return nil, fmt.Errorf("%s: no endpoints", w.Name)
+	}
+	if w.Kind == kindWatchLatency {
+		if len(endpoints) != 2 {
+			return nil, fmt.Errorf("%s: want the writer's and the watcher's endpoints, have %d", w.Name, len(endpoints))
+		}
+		return runWatchLatency(ctx, endpoints[0], endpoints[1], w)
 	}
 	// Everything a request needs is made before the clock starts.
 	var keys keyTable
