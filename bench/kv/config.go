@@ -59,7 +59,7 @@ func (l *stringList) Set(s string) error {
 var knownSystems = []string{"etcd", "synod"}
 
 // The workload groups of compare.
-var knownGroups = []string{"put", "range-l", "range-s", "txn-mixed", "watch-latency", "recovery"}
+var knownGroups = []string{"put", "range-l", "range-s", "txn-mixed", "watch-latency", "lease-keepalive", "recovery"}
 
 // compareConfig holds the flags of the compare command.
 type compareConfig struct {
@@ -91,6 +91,9 @@ type compareConfig struct {
 	TxnSpace  int
 	RWRatio   float64
 	WatchTot  int
+	KeepCl    int
+	KeepConns int
+	KeepTotal int
 	RecKeys   int
 	RecVictim string
 	RecWait   time.Duration
@@ -114,6 +117,8 @@ const (
 	quickTxnSpace    = 1000
 	fullRecoveryKeys = 1000000
 	fullWatchTotal   = 2000
+	fullKeepTotal    = 30000
+	quickKeepTotal   = 1000
 	quickWatchTotal  = 200
 	fullRounds       = 3
 	quickRecKeys     = 10000
@@ -167,6 +172,9 @@ func parseCompareFlags(args []string, stderr io.Writer) (*compareConfig, error) 
 	fs.IntVar(&c.TxnSpace, "txn-key-space-size", 0, fmt.Sprintf("txn-mixed: number of distinct keys, written once before the run (default %d, quick %d)", fullTxnSpace, quickTxnSpace))
 	fs.Float64Var(&c.RWRatio, "rw-ratio", 1, "txn-mixed: reads per write")
 	fs.IntVar(&c.WatchTot, "watch-total", 0, fmt.Sprintf("watch-latency: puts, one at a time, for each of the leader's and a follower's watcher (default %d, quick %d)", fullWatchTotal, quickWatchTotal))
+	fs.IntVar(&c.KeepCl, "keepalive-clients", 100, "lease-keepalive: clients, each with its own lease")
+	fs.IntVar(&c.KeepConns, "keepalive-conns", 10, "lease-keepalive: connections")
+	fs.IntVar(&c.KeepTotal, "keepalive-total", 0, fmt.Sprintf("lease-keepalive: renewals (default %d, quick %d)", fullKeepTotal, quickKeepTotal))
 	fs.IntVar(&c.RecKeys, "recovery-keys", 0, fmt.Sprintf("recovery: keys written before the kill (default %d, quick %d)", fullRecoveryKeys, quickRecKeys))
 	fs.StringVar(&c.RecVictim, "recovery-victim", "follower", "recovery: member killed: follower or leader")
 	fs.DurationVar(&c.RecWait, "recovery-timeout", 10*time.Minute, "recovery: how long the restarted member may take")
@@ -196,6 +204,7 @@ func parseCompareFlags(args []string, stderr io.Writer) (*compareConfig, error) 
 	pick(&c.TxnSpace, fullTxnSpace, quickTxnSpace)
 	pick(&c.RecKeys, fullRecoveryKeys, quickRecKeys)
 	pick(&c.WatchTot, fullWatchTotal, quickWatchTotal)
+	pick(&c.KeepTotal, fullKeepTotal, quickKeepTotal)
 	pick(&c.Rounds, fullRounds, 1)
 	return c, c.check()
 }
@@ -285,6 +294,12 @@ func (c *compareConfig) workloads() []Workload {
 			Conns: c.TxnConns, Clients: c.TxnCl, Total: c.TxnTotal,
 			KeySize: c.KeySize, ValSize: c.ValSize, KeySpaceSize: c.TxnSpace,
 			Consistency: "l", RWRatio: c.RWRatio,
+		})
+	}
+	if c.has("lease-keepalive") {
+		ws = append(ws, Workload{
+			Name: fmt.Sprintf("lease-keepalive-c%d", c.KeepCl), Kind: kindKeepAlive,
+			Conns: c.KeepConns, Clients: c.KeepCl, Total: c.KeepTotal, KeySize: 1,
 		})
 	}
 	if c.has("watch-latency") {

@@ -28,7 +28,7 @@ func TestCompareFlagsDefaults(t *testing.T) {
 	for _, w := range ws {
 		names = append(names, w.Name)
 	}
-	want := []string{"put-c1", "put-c10", "put-c100", "put-c1000", "range-l-c1000", "range-s-c1000", "txn-mixed-c100", "watch-latency-leader", "watch-latency-follower"}
+	want := []string{"put-c1", "put-c10", "put-c100", "put-c1000", "range-l-c1000", "range-s-c1000", "txn-mixed-c100", "lease-keepalive-c100", "watch-latency-leader", "watch-latency-follower"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("workloads %v, want %v", names, want)
 	}

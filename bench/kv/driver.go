@@ -23,6 +23,11 @@ const (
 	kindPut      = "put"
 	kindRange    = "range"
 	kindTxnMixed = "txn-mixed"
+	// kindKeepAlive: each client holds a lease granted before the clock
+	// starts and renews it once per request (clientv3's KeepAliveOnce: a
+	// new keep-alive stream per request, as etcd's benchmark
+	// lease-keepalive does).
+	kindKeepAlive = "lease-keepalive"
 )
 
 // maxKeySpace bounds the preallocated key table (keys are kept in one
@@ -50,7 +55,7 @@ type Workload struct {
 // validate checks the workload's parameters.
 func (w *Workload) validate() error {
 	switch w.Kind {
-	case kindPut, kindRange, kindTxnMixed:
+	case kindPut, kindRange, kindTxnMixed, kindKeepAlive:
 	case kindWatchLatency:
 		if w.Total < 1 || w.ValSize < 0 {
 			return fmt.Errorf("%s: the number of puts must be at least 1 and the value size at least 0", w.Name)
@@ -73,6 +78,9 @@ func (w *Workload) validate() error {
 	}
 	if w.Consistency != "" && w.Consistency != "l" && w.Consistency != "s" {
 		return fmt.Errorf("%s: --consistency %q: want l (linearizable) or s (serializable)", w.Name, w.Consistency)
+	}
+	if w.Kind == kindKeepAlive {
+		return nil
 	}
 	if w.Kind == kindRange {
 		if w.RangeKey == "" {
@@ -99,6 +107,8 @@ func (w *Workload) describe() string {
 	switch w.Kind {
 	case kindRange:
 		fmt.Fprintf(&b, " --consistency=%s key=%q", w.Consistency, w.RangeKey)
+	case kindKeepAlive:
+		b.WriteString(", one lease per client, renewed once per request")
 	case kindWatchLatency:
 		fmt.Fprintf(&b, " --val-size=%d, one put at a time on the leader, watched on the %s", w.ValSize, w.WatchOn)
 	default:
@@ -264,7 +274,7 @@ func runWorkload(ctx context.Context, endpoints []string, w Workload, progress p
 	}
 	// Everything a request needs is made before the clock starts.
 	var keys keyTable
-	if w.Kind != kindRange {
+	if w.Kind != kindRange && w.Kind != kindKeepAlive {
 		keys = newKeyTable(w.KeySpaceSize, w.KeySize)
 	}
 	vals := newValuePool(w.ValSize, 1)
@@ -291,6 +301,13 @@ func runWorkload(ctx context.Context, endpoints []string, w Workload, progress p
 		}
 	}
 
+	var leases []clientv3.LeaseID
+	if w.Kind == kindKeepAlive {
+		if leases, err = grantLeases(ctx, clients, w.Clients); err != nil {
+			return nil, fmt.Errorf("%s: %w", w.Name, err)
+		}
+	}
+
 	var (
 		next atomic.Int64
 		done atomic.Int64
@@ -313,7 +330,8 @@ func runWorkload(ctx context.Context, endpoints []string, w Workload, progress p
 	cpu0 := processCPU()
 	start := time.Now()
 	for g := range w.Clients {
-		kv := clients[g%len(clients)].KV
+		cli := clients[g%len(clients)]
+		kv := cli.KV
 		rng := rand.New(rand.NewPCG(uint64(g)+1, 0xbe1c4))
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -331,6 +349,9 @@ func runWorkload(ctx context.Context, endpoints []string, w Workload, progress p
 				case kindRange:
 					t0 = time.Now()
 					_, err = kv.Get(ctx, w.RangeKey, readOpts...)
+				case kindKeepAlive:
+					t0 = time.Now()
+					_, err = cli.KeepAliveOnce(ctx, leases[g])
 				case kindTxnMixed:
 					k := pickKey(n, w, rng)
 					write := isWriteSlot(n, writeShare)
@@ -396,6 +417,22 @@ func runWorkload(ctx context.Context, endpoints []string, w Workload, progress p
 	}
 	res.Stats = summarize(lat, elapsed)
 	return res, nil
+}
+
+// grantLeases grants one lease per client (client g uses connection
+// g mod len(clients)), long enough to outlive the run.
+func grantLeases(ctx context.Context, clients []*clientv3.Client, n int) ([]clientv3.LeaseID, error) {
+	leases := make([]clientv3.LeaseID, n)
+	for g := range leases {
+		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := clients[g%len(clients)].Grant(gctx, 3600)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("grant the lease of client %d: %w", g, err)
+		}
+		leases[g] = resp.ID
+	}
+	return leases, nil
 }
 
 // pickKey chooses the key index of request n.

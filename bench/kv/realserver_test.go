@@ -71,3 +71,22 @@ func TestWatchLatencyMeasuresEveryPut(t *testing.T) {
 		t.Fatal("a watcher placed neither on the leader nor on a follower should be refused")
 	}
 }
+
+// TestKeepAliveWorkload renews leases against a real member: every
+// request is a successful renewal of its client's own lease.
+func TestKeepAliveWorkload(t *testing.T) {
+	ep := startMember(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := Workload{Name: "lease-keepalive-c4", Kind: kindKeepAlive, Conns: 2, Clients: 4, Total: 40, KeySize: 1}
+	if err := w.validate(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := runWorkload(ctx, []string{ep}, w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Stats.Requests != 40 || r.Stats.Errors != 0 || len(r.ErrorLog) != 0 || r.Stats.Fastest <= 0 {
+		t.Fatalf("want 40 renewals and no errors: %+v %v", r.Stats, r.ErrorLog)
+	}
+}
