@@ -45,25 +45,32 @@ func BenchmarkGroupPut(b *testing.B) {
 			s, _ := openTest(b)
 			b.ReportAllocs()
 			b.ResetTimer()
-			for i := 0; i < b.N; {
-				g, err := s.Group()
-				if err != nil {
-					b.Fatal(err)
-				}
-				for j := 0; j < n && i < b.N; j++ {
-					i++
-					if _, _, err := g.Write(uint64(i), func(tx *WriteTxn) error {
-						_, err := tx.Put(kbuf[i%keys], val, 0, PutOptions{})
-						return err
-					}); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := g.Commit(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			putInGroups(b, s, kbuf, val, n)
 		})
+	}
+}
+
+// putInGroups applies b.N puts, one raft entry each, in write groups of
+// n (one Pebble commit per group, as the server applies a Ready); put i
+// writes keys[i mod len(keys)].
+func putInGroups(b *testing.B, s *Store, keys [][]byte, val []byte, n int) {
+	for i := 0; i < b.N; {
+		g, err := s.Group()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < n && i < b.N; j++ {
+			i++
+			if _, _, err := g.Write(uint64(i), func(tx *WriteTxn) error {
+				_, err := tx.Put(keys[i%len(keys)], val, 0, PutOptions{})
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := g.Commit(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -166,24 +173,7 @@ func BenchmarkSustainedPut(b *testing.B) {
 	s, _ := openTest(b)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for i := 0; i < b.N; {
-		g, err := s.Group()
-		if err != nil {
-			b.Fatal(err)
-		}
-		for j := 0; j < group && i < b.N; j++ {
-			i++
-			if _, _, err := g.Write(uint64(i), func(tx *WriteTxn) error {
-				_, err := tx.Put(kbuf[i%keys], val, 0, PutOptions{})
-				return err
-			}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := g.Commit(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	putInGroups(b, s, kbuf, val, group)
 	b.StopTimer()
 	m := s.db.Metrics().Total()
 	b.ReportMetric(float64(m.TableBytesFlushed+m.TableBytesCompacted)/float64(b.N), "table-B/put")
