@@ -34,7 +34,12 @@ type Node interface {
 	Step(ctx context.Context, msg pb.Message) error
 	// Ready returns the channel on which work is published.
 	Ready() <-chan Ready
-	// Advance acknowledges the last Ready received.
+	// Advance acknowledges the last Ready received: its writes are done
+	// and its committed entries count as applied. Applying them may go on
+	// after Advance, except for configuration changes: raft campaigns and
+	// counts votes by the configuration given to ApplyConfChange, so a
+	// Ready that commits one must be advanced only after ApplyConfChange
+	// was called for it.
 	Advance()
 	// ApplyConfChange applies a committed conf change and returns the new
 	// configuration.

@@ -27,6 +27,9 @@ func (s *Server) applyLoop() {
 				s.fatal("apply committed entries", err)
 				return
 			}
+			if j.applied != nil {
+				close(j.applied)
+			}
 		case <-s.stopping:
 			return
 		}

@@ -14,13 +14,18 @@ import (
 type applyJob struct {
 	snapshot *raftpb.SnapshotMetadata
 	entries  []raftpb.Entry
+	// applied, when not nil, is closed once the job is applied: the raft
+	// loop waits on it before advancing past a Ready that commits a
+	// configuration change (see handleReady).
+	applied chan struct{}
 }
 
 // raftLoop ticks the node and handles each Ready in the order the Ready
 // contract gives: messages that may precede the write go out first (the
 // leader's appends travel while its own fsync runs), the write is one WAL
 // group commit, acknowledgements follow it, and committed entries are
-// handed to the apply goroutine without waiting for them to be applied.
+// handed to the apply goroutine without waiting for them to be applied,
+// unless they change the configuration.
 func (s *Server) raftLoop() {
 	ticker := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer ticker.Stop()
@@ -103,10 +108,22 @@ func (s *Server) handleReady(rd raft.Ready) error {
 	}
 	s.tr.Send(rd.Messages)
 	hasSnap := !raft.IsEmptySnap(rd.Snapshot)
+	// Raft counts a Ready's committed entries as applied once it is
+	// advanced, and decides whether it may campaign, and whose votes count,
+	// by the configuration the application has applied. Advancing past a
+	// configuration change before the apply goroutine reaches it would let
+	// raft act on a configuration that is behind its applied index: a
+	// restarted member replaying its log, holding only the first of the
+	// cluster's "add member" changes, would elect itself a lone leader.
+	// So a Ready that commits one is advanced only once it is applied.
+	var applied chan struct{}
+	if hasConfChange(rd.CommittedEntries) {
+		applied = make(chan struct{})
+	}
 	if !hasSnap && len(rd.CommittedEntries) > 0 {
 		// Committed entries are durable already: apply them while this
 		// Ready's write runs.
-		if !s.toApply(applyJob{entries: rd.CommittedEntries}) {
+		if !s.toApply(applyJob{entries: rd.CommittedEntries, applied: applied}) {
 			return nil
 		}
 	}
@@ -121,11 +138,27 @@ func (s *Server) handleReady(rd raft.Ready) error {
 	s.tr.Send(rd.MessagesAfterPersist)
 	if hasSnap {
 		meta := rd.Snapshot.Metadata
-		if !s.toApply(applyJob{snapshot: &meta, entries: rd.CommittedEntries}) {
+		if !s.toApply(applyJob{snapshot: &meta, entries: rd.CommittedEntries, applied: applied}) {
 			return nil
 		}
 	}
+	if applied != nil {
+		select {
+		case <-applied:
+		case <-s.stopping:
+		}
+	}
 	return nil
+}
+
+// hasConfChange reports whether ents hold a configuration change.
+func hasConfChange(ents []raftpb.Entry) bool {
+	for i := range ents {
+		if ents[i].Type == raftpb.EntryConfChange || ents[i].Type == raftpb.EntryConfChangeV2 {
+			return true
+		}
+	}
+	return false
 }
 
 // toApply queues work for the apply goroutine; false if stopping.
