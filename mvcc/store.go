@@ -92,13 +92,8 @@ const (
 	// overwritten c-space versions of hot keys before they reach a table,
 	// and makes each L0 file larger, so that the L0-to-base compactions,
 	// which rewrite the overlapping base level (all of the k space),
-	// happen fewer times for the same data. Memtables live outside the Go
-	// heap and a full one is kept while the next fills, so each MiB here
-	// costs up to two of resident memory on every member. Since values
-	// left the k space, 8 MiB writes 7% more table bytes per put than
-	// 16 MiB (BenchmarkSustainedPut) at the same put throughput, and
-	// holds every member's peak RSS under load 7-8 MiB lower.
-	memTableSize = 8 << 20
+	// happen fewer times for the same data.
+	memTableSize = 16 << 20
 	// l0CompactionThreshold and l0StopWritesThreshold: more L0 files
 	// before a compaction, for the same reason (bloom filters keep point
 	// reads from probing every one of them).
