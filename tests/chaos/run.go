@@ -291,6 +291,8 @@ func Run(ctx context.Context, cl Cluster, cfg Config) (*Report, error) {
 		}
 	}
 
+	rep.Violations = append(rep.Violations, checkElections(cl)...)
+
 	recs := rec.Records()
 	rep.Leases = leaseStats(recs)
 	if log != nil {
