@@ -42,6 +42,11 @@
 // in the k space too; readers take both forms.) Because the key index
 // lives in Pebble there is nothing to rebuild on Open.
 //
+// Reads of one key at the current revision first look in a small
+// direct-mapped table of c space values read recently (hotreads.go),
+// which a write group empties for the keys it wrote in the critical
+// section that makes its writes visible, and Restore empties whole.
+//
 // # Durability and the consistent index
 //
 // Each write is applied as a raft entry: Store.Write, Put, DeleteRange and

@@ -122,6 +122,9 @@ func (g *WriteGroup) Commit() error {
 			return err
 		}
 	}
+	// Readers are out (mu): emptying the written keys' slots now, even if
+	// the commit fails, leaves none of them a value older than the store.
+	s.hot.commit()
 	if !g.b.Empty() {
 		if err := g.b.Commit(pebble.NoSync); err != nil {
 			return err
@@ -137,6 +140,7 @@ func (g *WriteGroup) Close() {
 	if g.b != nil {
 		g.b.Close()
 		g.b = nil
+		g.s.hot.forget()
 		g.s.wmu.Unlock()
 	}
 }

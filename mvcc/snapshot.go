@@ -183,6 +183,7 @@ func (s *Store) Restore(r io.Reader) error {
 		return err
 	}
 	s.db = nil
+	s.hot.clear()
 	if err := fs.RemoveAll(oldDir); err != nil {
 		return err
 	}

@@ -36,6 +36,8 @@ type Store struct {
 	// Buffers a write builds its batch keys and values in (Pebble copies
 	// them into the batch), so that a put allocates none; guarded by wmu.
 	keyBuf, valBuf, refBuf []byte
+
+	hot *hotReads // current values of recently read keys
 }
 
 // quietLogger drops Pebble's informational logs.
@@ -140,7 +142,7 @@ func OpenWithOptions(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, opts: o, db: db}
+	s := &Store{dir: dir, opts: o, db: db, hot: newHotReads()}
 	if err := s.loadMeta(); err != nil {
 		db.Close()
 		return nil, err
@@ -270,14 +272,19 @@ func (s *Store) Range(key, end []byte, opts RangeOptions) (RangeResult, error) {
 // (the caller holds mu.RLock, so the database is at s.rev).
 func (s *Store) rangeCurrent(key []byte, opts *RangeOptions) (RangeResult, error) {
 	res := RangeResult{Rev: s.rev}
-	v, closer, err := s.db.Get(curKey(key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return res, nil
+	v := s.hot.get(key)
+	if v == nil {
+		got, closer, err := s.db.Get(curKey(key))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return res, nil
+		}
+		if err != nil {
+			return RangeResult{}, err
+		}
+		defer closer.Close()
+		v = got
+		s.hot.fill(key, v)
 	}
-	if err != nil {
-		return RangeResult{}, err
-	}
-	defer closer.Close()
 	if len(v) < 16 {
 		return RangeResult{}, fmt.Errorf("%w: current version of %q", ErrCorrupt, key)
 	}
@@ -654,6 +661,7 @@ func (tx *WriteTxn) write(r *record) (revision, error) {
 	if err := setCurrent(tx.b, s.keyBuf, s.valBuf, r.tombstone); err != nil {
 		return rev, err
 	}
+	s.hot.written(r.key)
 	tx.sub++
 	return rev, nil
 }
