@@ -214,39 +214,59 @@ func TestBenchGroup(t *testing.T) {
 // goroutine proposes b.N entries of 128 bytes, one Propose call each; the
 // clock stops once all are committed. Every goroutine is stopped afterwards.
 func BenchmarkNodeProposeCommit(b *testing.B) {
-	b.Run("voters=1", func(b *testing.B) {
-		st := newBenchStorage(b, 1)
-		n, err := raft.RestartNode(benchConfig(1, st))
-		if err != nil {
-			b.Fatal(err)
-		}
-		loop := &benchNodeLoop{
-			node: n, storage: st, want: b.N,
-			leading: make(chan struct{}), done: make(chan struct{}), quit: make(chan struct{}),
-		}
-		var wg sync.WaitGroup
-		wg.Go(loop.run)
-		b.Cleanup(func() {
-			n.Stop()
-			close(loop.quit)
-			wg.Wait()
+	// batch=1 is one Propose per entry; larger batches go through
+	// ProposeBatch, as the server's proposing goroutine does under load.
+	for _, batch := range []int{1, 64} {
+		b.Run(fmt.Sprintf("voters=1/batch=%d", batch), func(b *testing.B) {
+			benchNodeProposeCommit(b, batch)
 		})
-		ctx := context.Background()
-		if err := n.Campaign(ctx); err != nil {
-			b.Fatal(err)
-		}
-		<-loop.leading
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
+	}
+}
+
+func benchNodeProposeCommit(b *testing.B, batch int) {
+	st := newBenchStorage(b, 1)
+	n, err := raft.RestartNode(benchConfig(1, st))
+	if err != nil {
+		b.Fatal(err)
+	}
+	loop := &benchNodeLoop{
+		node: n, storage: st, want: b.N,
+		leading: make(chan struct{}), done: make(chan struct{}), quit: make(chan struct{}),
+	}
+	var wg sync.WaitGroup
+	wg.Go(loop.run)
+	b.Cleanup(func() {
+		n.Stop()
+		close(loop.quit)
+		wg.Wait()
+	})
+	ctx := context.Background()
+	if err := n.Campaign(ctx); err != nil {
+		b.Fatal(err)
+	}
+	<-loop.leading
+	data := make([][]byte, 0, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for left := b.N; left > 0; left -= len(data) {
+		if batch == 1 {
 			if err := n.Propose(ctx, benchPayload); err != nil {
 				b.Fatal(err)
 			}
+			data = data[:1]
+			continue
 		}
-		<-loop.done
-		b.StopTimer()
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
-	})
+		data = data[:0]
+		for range min(batch, left) {
+			data = append(data, benchPayload)
+		}
+		if err := n.ProposeBatch(ctx, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-loop.done
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
 
 // benchNodeLoop is the Ready loop of a single-member Node: it persists each

@@ -171,6 +171,43 @@ func TestNodeClusterCommits(t *testing.T) {
 	})
 }
 
+// TestNodeProposeBatch checks that ProposeBatch appends its entries in
+// order and together, on the leader and forwarded from a follower, and
+// that the caller may reuse its slice as soon as it returns.
+func TestNodeProposeBatch(t *testing.T) {
+	h := startNodes(t, 3, nil)
+	h.waitFor("a leader", func() bool { return h.leader() != 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lead := h.leader()
+	follower := lead%3 + 1
+	var want []string
+	batch := make([][]byte, 0, 4)
+	for round, id := range []uint64{lead, follower, lead} {
+		batch = batch[:0]
+		for i := range 4 {
+			d := fmt.Sprintf("r%d-e%d", round, i)
+			batch = append(batch, []byte(d))
+			want = append(want, d)
+		}
+		must(t, h.nodes[id].ProposeBatch(ctx, batch))
+		// Reuse the slice at once: the entries must not share it.
+		for i := range batch {
+			batch[i] = []byte("clobbered")
+		}
+		h.waitFor(fmt.Sprintf("batch %d applied everywhere", round), func() bool {
+			return h.appliedCount(1) >= len(want) && h.appliedCount(2) >= len(want) && h.appliedCount(3) >= len(want)
+		})
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id := uint64(1); id <= 3; id++ {
+		if got := h.applied[id]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("member %d applied %q, want %q", id, got, want)
+		}
+	}
+}
+
 // TestNodeMembershipAndTransfer checks ProposeConfChange, ApplyConfChange
 // and TransferLeadership through Node.
 func TestNodeMembershipAndTransfer(t *testing.T) {

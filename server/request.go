@@ -10,7 +10,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/synod-db/synod/raft"
 	"github.com/synod-db/synod/server/kvapply"
 )
 
@@ -164,12 +163,15 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	ch := s.w.register(id)
-	if err := s.proposeData(ctx, cctx, data); err != nil {
-		s.w.cancel(id)
+	// Raft drops proposals while an election runs: wait for a leader
+	// first, which also makes the term the proposing goroutine records
+	// for this request at least the one this member knew when the
+	// request was queued (see waitRegistry.proposed).
+	if err := s.waitLeader(ctx, cctx); err != nil {
 		return nil, err
 	}
-	s.w.proposed(id, s.term.Load())
+	ch := s.w.register(id)
+	s.proposals.add(id, data)
 	select {
 	case res := <-ch:
 		return res.resp, res.err
@@ -179,32 +181,6 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	case <-s.stopping:
 		s.w.cancel(id)
 		return nil, ErrStopped
-	}
-}
-
-// proposeData hands data to raft, waiting for a leader if there is none
-// (raft drops proposals while an election runs). It waits until this
-// member has published the leader, and so its term: the caller records
-// that term as the one the proposal was made under, and must not record
-// an older one (a leader change would then fail a request that commits).
-func (s *Server) proposeData(parent, ctx context.Context, data []byte) error {
-	for {
-		if err := s.waitLeader(parent, ctx); err != nil {
-			return err
-		}
-		err := s.node.Propose(ctx, data)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, raft.ErrProposalDropped):
-			return ErrTooManyRequests
-		case errors.Is(err, raft.ErrStopped):
-			return ErrStopped
-		case ctx.Err() != nil:
-			return s.timeoutError(parent, ctx)
-		default:
-			return err
-		}
 	}
 }
 

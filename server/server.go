@@ -66,9 +66,12 @@ type Server struct {
 	forwarded  recentProposals // request IDs of proposals peers forwarded
 	incoming   string          // directory of snapshots received, not yet persisted
 
-	w       *waitRegistry
-	applied *appliedWaiter
-	reqSeq  atomic.Uint64
+	w *waitRegistry
+	// proposals queues requests for proposeLoop, which hands them to
+	// raft in batches.
+	proposals *proposalQueue
+	applied   *appliedWaiter
+	reqSeq    atomic.Uint64
 
 	// Raft state published by the raft loop for everyone else.
 	lead      atomic.Uint64
@@ -147,6 +150,7 @@ func New(cfg Config, peerLn net.Listener) (*Server, error) {
 		lg:         cfg.Logger.With("member", cfg.Name),
 		members:    newMembership(),
 		w:          newWaitRegistry(),
+		proposals:  newProposalQueue(),
 		leadChg:    make(chan struct{}),
 		applyc:     make(chan applyJob, 64),
 		readStatec: make(chan raft.ReadState, 64),
@@ -447,6 +451,8 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.raftLoop() }()
 	go func() { defer s.wg.Done(); s.applyLoop() }()
 	go func() { defer s.wg.Done(); s.readLoop() }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.proposeLoop() }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.hastenFirstElection() }()
 	s.wg.Add(1)
