@@ -1,8 +1,10 @@
 package mvcc
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -34,7 +36,23 @@ type WriteGroup struct {
 	rev    int64  // the store's revision after the group's writes so far
 	ci     uint64 // the consistent index after them
 	writes bool   // whether b holds any entry's changes
+	// written and iter serve a large group's lookups of keys' live
+	// versions (c space), see current: written holds the c space values
+	// the group wrote (nil for a deletion), iter reads the store as it
+	// was when opened, which nothing but the group changes (the group
+	// holds the writer lock). Pebble's Get builds an iterator over every
+	// memtable and level per call, most of a put's cost once the c space
+	// spans several tables; iter is built once per group.
+	written map[string][]byte
+	iter    *pebble.Iterator
+	lookups int       // point lookups made before iter
+	closer  io.Closer // of the last point lookup's value
 }
+
+// iterAfter is the number of point lookups a group makes before it opens
+// an iterator for the rest: opening one costs about as much as a few
+// point lookups save.
+const iterAfter = 16
 
 // Group opens a write group at the store's current revision and
 // consistent index.
@@ -65,7 +83,7 @@ func (g *WriteGroup) Write(raftIndex uint64, fn func(tx *WriteTxn) error) (int64
 		return g.rev, nil, nil
 	}
 	before := g.b.Count()
-	tx := &WriteTxn{s: g.s, b: g.b, rev: g.rev + 1}
+	tx := &WriteTxn{s: g.s, g: g, b: g.b, rev: g.rev + 1}
 	if ferr := fn(tx); ferr != nil {
 		if g.b.Count() != before {
 			if g.writes {
@@ -73,6 +91,7 @@ func (g *WriteGroup) Write(raftIndex uint64, fn func(tx *WriteTxn) error) (int64
 				return 0, nil, fmt.Errorf("%w: %w", ErrGroupUndo, ferr)
 			}
 			g.b.Reset()
+			clear(g.written)
 		}
 		if raftIndex != 0 {
 			g.ci = raftIndex
@@ -137,10 +156,69 @@ func (g *WriteGroup) Commit() error {
 // Close discards what the group has not committed and lets other writers
 // in. It may be called more than once.
 func (g *WriteGroup) Close() {
+	if g.closer != nil {
+		g.closer.Close()
+		g.closer = nil
+	}
+	if g.iter != nil {
+		g.iter.Close()
+		g.iter = nil
+	}
 	if g.b != nil {
 		g.b.Close()
 		g.b = nil
 		g.s.hot.forget()
 		g.s.wmu.Unlock()
 	}
+}
+
+// current returns the c space value at ck as the group sees it, valid
+// until the next call. The first lookups of a group are Pebble point
+// lookups through the batch; from the iterAfter-th on, the group's own
+// writes come from written and the rest from iter, whose cost is then
+// spread over the many lookups of a large group.
+func (g *WriteGroup) current(ck []byte) ([]byte, bool, error) {
+	if g.closer != nil {
+		g.closer.Close()
+		g.closer = nil
+	}
+	if g.iter == nil && g.lookups < iterAfter {
+		g.lookups++
+		v, closer, err := g.b.Get(ck)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		g.closer = closer
+		return v, true, nil
+	}
+	if v, ok := g.written[string(ck)]; ok {
+		return v, v != nil, nil
+	}
+	if g.iter == nil {
+		it, err := g.s.db.NewIter(nil)
+		if err != nil {
+			return nil, false, err
+		}
+		g.iter = it
+	}
+	if !g.iter.SeekPrefixGE(ck) || !bytes.Equal(g.iter.Key(), ck) {
+		return nil, false, g.iter.Error()
+	}
+	v, err := g.iter.ValueAndErr()
+	return v, err == nil, err
+}
+
+// wroteCurrent records the group's write of c space key ck.
+func (g *WriteGroup) wroteCurrent(ck, value []byte, deleted bool) {
+	if g.written == nil {
+		g.written = make(map[string][]byte)
+	}
+	if deleted {
+		g.written[string(ck)] = nil
+		return
+	}
+	g.written[string(ck)] = bytes.Clone(value)
 }

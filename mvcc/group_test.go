@@ -90,7 +90,10 @@ func applyGroup(t *testing.T, s *Store, entries []groupEntry) []entryResult {
 // store entry by entry (Store.Write) and to another in random groups,
 // with entries that fail before and after writing and replays of old
 // entries, and wants the same results, revisions, events, consistent
-// index and history. -mvcc.groupseed picks the seed, printed on failure.
+// index and history. Some groups are large enough to read keys' live
+// versions through an iterator, and the grouped store is flushed now and
+// then so that they read from tables as well as the memtable.
+// -mvcc.groupseed picks the seed, printed on failure.
 func TestGroupMatchesSingleWrites(t *testing.T) {
 	seed := *groupSeed
 	r := rand.New(rand.NewSource(seed))
@@ -103,7 +106,12 @@ func TestGroupMatchesSingleWrites(t *testing.T) {
 	var index uint64
 	for round := range rounds {
 		var entries []groupEntry
-		for range 1 + r.Intn(12) {
+		n := 1 + r.Intn(12)
+		if r.Intn(4) == 0 {
+			// Large groups look keys up through an iterator (iterAfter).
+			n = 2*iterAfter + r.Intn(4*iterAfter)
+		}
+		for range n {
 			index++
 			e := groupEntry{index: index, fail: -1}
 			if r.Intn(8) == 0 && index > 3 {
@@ -129,6 +137,12 @@ func TestGroupMatchesSingleWrites(t *testing.T) {
 			want = append(want, entryResult{rev, events, err})
 		}
 		got := applyGroup(t, grouped, entries)
+		if round%40 == 39 {
+			// Move what the groups read into tables, below the memtable.
+			if err := grouped.db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for i := range want {
 			if got[i].rev != want[i].rev || !errors.Is(got[i].err, errEntryFailed) != !errors.Is(want[i].err, errEntryFailed) ||
 				!reflect.DeepEqual(got[i].events, want[i].events) {

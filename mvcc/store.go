@@ -585,6 +585,7 @@ func cmpInt(a, b int64) int {
 // inside the function passed to Store.Write.
 type WriteTxn struct {
 	s      *Store
+	g      *WriteGroup
 	b      *pebble.Batch
 	rev    int64 // revision of the changes
 	sub    int64 // next sub-revision
@@ -623,14 +624,10 @@ func (tx *WriteTxn) Get(key []byte) (*KeyValue, error) {
 func (tx *WriteTxn) latest(key []byte) (record, revision, bool, error) {
 	s := tx.s
 	s.keyBuf = append(append(s.keyBuf[:0], prefixCur), key...)
-	v, closer, err := tx.b.Get(s.keyBuf)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return record{}, revision{}, false, nil
-	}
-	if err != nil {
+	v, ok, err := tx.g.current(s.keyBuf)
+	if err != nil || !ok {
 		return record{}, revision{}, false, err
 	}
-	defer closer.Close()
 	if len(v) < 16 {
 		return record{}, revision{}, false, fmt.Errorf("%w: current version of %q", ErrCorrupt, key)
 	}
@@ -661,6 +658,7 @@ func (tx *WriteTxn) write(r *record) (revision, error) {
 	if err := setCurrent(tx.b, s.keyBuf, s.valBuf, r.tombstone); err != nil {
 		return rev, err
 	}
+	tx.g.wroteCurrent(s.keyBuf, s.valBuf, r.tombstone)
 	s.hot.written(r.key)
 	tx.sub++
 	return rev, nil
