@@ -52,6 +52,34 @@ func TestNoQuorumErrors(t *testing.T) {
 	}
 }
 
+// TestWriteTimesOutOnLeaderWithoutQuorum stops both followers and
+// writes to the leader while it still leads: the write is proposed at
+// once and can never commit, so it must fail with the request timeout,
+// neither sooner nor hanging until the client gives up.
+func TestWriteTimesOutOnLeaderWithoutQuorum(t *testing.T) {
+	const timeout = time.Second
+	c := newTestCluster(t, 3, func(cfg *server.Config) { cfg.RequestTimeout = timeout })
+	ctx := ctxT(t)
+	li := c.leaderIndex()
+	cli := c.client(li)
+	if _, err := cli.Put(ctx, "before", "x"); err != nil {
+		t.Fatal(err)
+	}
+	c.stop((li + 1) % 3)
+	c.stop((li + 2) % 3)
+	wctx, cancel := context.WithTimeout(ctx, 10*timeout)
+	defer cancel()
+	start := time.Now()
+	_, err := cli.Put(wctx, "after", "x")
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("put on a leader without quorum: %v after %v", err, took)
+	}
+	if took < timeout || took > 3*timeout {
+		t.Fatalf("put failed after %v, want about the request timeout (%v)", took, timeout)
+	}
+}
+
 // TestLearnerNotReady checks that a learner that has not caught up (it
 // was never started) cannot be promoted.
 func TestLearnerNotReady(t *testing.T) {
