@@ -49,13 +49,8 @@ func (f *peerFinder) find(s *Server, id uint64) {
 		defer s.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 		defer cancel()
-		go func() {
-			select {
-			case <-s.stopping:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, stop := s.untilStopped(ctx)
+		defer stop()
 		urls, err := s.askPeersFor(ctx, id)
 		if err != nil {
 			s.lg.Warn("a member this one does not know yet sends to it; cannot find its address, so its messages go unanswered until the log names it",

@@ -79,15 +79,8 @@ func (q *proposalQueue) take(data [][]byte, ids []uint64) ([][]byte, []uint64) {
 // the wait registry; a request whose batch raft took is marked proposed
 // under the term this member knows then.
 func (s *Server) proposeLoop() {
-	stop, cancel := context.WithCancel(context.Background())
+	stop, cancel := s.untilStopped(context.Background())
 	defer cancel()
-	go func() {
-		select {
-		case <-s.stopping:
-			cancel()
-		case <-stop.Done():
-		}
-	}()
 	var data [][]byte
 	var ids []uint64
 	for {
@@ -134,4 +127,20 @@ func (s *Server) proposeBatch(stop context.Context, data [][]byte) error {
 	default:
 		return err
 	}
+}
+
+// untilStopped returns a context derived from parent that is also
+// cancelled when the member stops, for calls (raft, peers) that take a
+// context rather than watching s.stopping. Its goroutine ends with the
+// context, so the caller must call cancel.
+func (s *Server) untilStopped(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
