@@ -26,8 +26,12 @@ func TestNoQuorumErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// With one member down, adding a voter is refused: the cluster could
-	// not reach quorum with it.
-	c.stop((li + 2) % 3)
+	// not reach quorum with it. The leader counts the member as down once
+	// its stream to it breaks, a moment after the member stops.
+	down := (li + 2) % 3
+	downID := c.members[down].m.Server.ID()
+	c.stop(down)
+	waitFor(t, "the leader to see the stopped member down", func() bool { return !c.members[li].m.Server.PeerActive(downID) })
 	_, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:1"})
 	if rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCMemberNotEnoughStarted) {
 		t.Fatalf("member add with a member down: %v", err)

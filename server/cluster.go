@@ -149,6 +149,12 @@ func (s *Server) voters() []uint64 {
 
 // activeVoters counts this member plus the peers the transport has been
 // connected to for a while.
+// PeerActive reports whether this member has a working stream to member
+// id. Membership changes count only such members as started, so a member
+// just stopped still counts until its stream breaks: tests and operators
+// can wait for that before asking for a change.
+func (s *Server) PeerActive(id uint64) bool { return !s.tr.ActiveSince(id).IsZero() }
+
 func (s *Server) activeVoters(ids []uint64) int {
 	n := 0
 	for _, id := range ids {
