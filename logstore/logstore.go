@@ -4,9 +4,12 @@
 // (persisted with one WAL group commit) and snapshots.
 //
 // The recent log is cached in memory, up to a configured number of bytes;
-// older entries, which raft rarely needs (a lagging follower, fast
-// backtracking), are read back from the WAL segment files on demand. Memory
-// is therefore bounded by configuration, not by the length of the log.
+// older entries, which raft rarely needs (a lagging follower), are read
+// back from the WAL segment files on demand, each with a positioned read
+// of just its record. The term of every entry, which raft asks far more
+// often (every append, every rejection), is always answered from memory
+// (the WAL's entry index). Memory is therefore bounded by configuration
+// and the snapshot count, not by the bytes of the log.
 package logstore
 
 import (
@@ -94,6 +97,8 @@ func Open(walDir string, snaps Snapshots, metadata []byte, opts Options) (*Store
 	if opts.WAL.Logger == nil {
 		opts.WAL.Logger = opts.Logger
 	}
+	// Restarting reads back into memory only what the cache would hold.
+	opts.WAL.ReplayTailBytes = opts.CacheBytes
 	if opts.IsNoSnapshot == nil {
 		return nil, nil, errors.New("logstore: Options.IsNoSnapshot is required")
 	}
@@ -201,11 +206,19 @@ func (s *Store) Term(i uint64) (uint64, error) {
 		return t, nil
 	}
 	s.mu.Unlock()
-	ents, err := s.w.ReadEntries(i, i+1, 0)
-	if err != nil {
-		return 0, fmt.Errorf("logstore: term of entry %d: %w", i, err)
+	// Invariant: the WAL's index holds the term of every entry from
+	// first-1 to last, in memory. Answering Term must never read the
+	// disk: raft asks it on its own goroutine, for every append it sends
+	// and every rejection it handles.
+	if t, ok := s.w.Term(i); ok {
+		return t, nil
 	}
-	return ents[0].Term, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i+1 < s.first {
+		return 0, raft.ErrCompacted // compacted meanwhile
+	}
+	return 0, fmt.Errorf("logstore: the WAL does not know the term of entry %d in [%d, %d]", i, s.first-1, s.last)
 }
 
 // Entries implements raft.Storage.
@@ -234,9 +247,16 @@ func (s *Store) Entries(lo, hi, maxSize uint64) ([]pb.Entry, error) {
 		return ents[:len(ents):len(ents)], nil
 	}
 	s.mu.Unlock()
-	// The oldest part comes from the WAL files.
+	// The oldest part comes from the WAL files, with reads bounded by
+	// maxSize (see wal.ReadEntries).
 	old, err := s.w.ReadEntries(lo, min(hi, cacheFirst), maxSize)
 	if err != nil {
+		s.mu.Lock()
+		compacted := lo < s.first
+		s.mu.Unlock()
+		if compacted {
+			return nil, raft.ErrCompacted // compacted meanwhile
+		}
 		return nil, fmt.Errorf("logstore: reading entries [%d, %d) from the WAL: %w", lo, min(hi, cacheFirst), err)
 	}
 	if uint64(len(old)) < min(hi, cacheFirst)-lo || hi <= cacheFirst {

@@ -295,6 +295,7 @@ func (s *Server) open(peerLn net.Listener) error {
 		Applied:                   s.snapIndex,
 		MaxSizePerMsg:             1 << 20,
 		MaxInflightMsgs:           512,
+		MaxInflightBytes:          maxInflightBytes,
 		MaxUncommittedEntriesSize: 1 << 30,
 		CheckQuorum:               true,
 		PreVote:                   s.cfg.PreVote,
@@ -322,6 +323,14 @@ func (s *Server) open(peerLn net.Listener) error {
 	}()
 	return nil
 }
+
+// maxInflightBytes bounds the entries in flight to one follower. It is
+// what bounds the leader's work for a follower that is catching up: each
+// acknowledgement lets at most this much more be read, encoded and sent,
+// however far behind the follower is, so the leader's heartbeats and the
+// other members' appends never queue behind hundreds of MB. 16 MiB covers
+// the bandwidth-delay product of a gigabit link at 100 ms.
+const maxInflightBytes = 16 << 20
 
 // hasWAL reports whether dir holds WAL segments.
 func hasWAL(fs wal.FS, dir string) (bool, error) {

@@ -53,7 +53,8 @@ func (w *WAL) replay(m Marker) (*Replay, error) {
 		return nil, fmt.Errorf("%w: the oldest segment %s starts after the snapshot at index %d; the segments it needs were removed", ErrSnapshotNotFound, segs[0].name, m.Index)
 	}
 	rp := &Replay{}
-	r := replayer{m: m, rp: rp, first: true}
+	w.idx.reset(m.Index + 1)
+	r := replayer{m: m, rp: rp, first: true, idx: &w.idx, tail: w.opts.ReplayTailBytes}
 	for i := start; i < len(segs); i++ {
 		last := i == len(segs)-1
 		name := filepath.Join(w.dir, segs[i].name)
@@ -61,6 +62,7 @@ func (w *WAL) replay(m Marker) (*Replay, error) {
 		if err != nil {
 			return nil, fmt.Errorf("wal: opening %s: %w", name, err)
 		}
+		r.seq = uint32(segs[i].seq)
 		end, err := r.readSegment(f, name, last, w)
 		if err != nil {
 			f.Close()
@@ -77,6 +79,7 @@ func (w *WAL) replay(m Marker) (*Replay, error) {
 		w.f = f
 		w.off = end
 	}
+	r.trim(r.tail)
 	if !r.found {
 		w.f.Close()
 		w.f = nil
@@ -113,6 +116,14 @@ type replayer struct {
 	// pendingReplace is a later log-replacing snapshot marker; no entry may
 	// follow it in a replay that does not start from it.
 	pendingReplace *Marker
+	// idx is the WAL's entry index, built as the records are read; seq is
+	// the segment being read and loc where its current record is.
+	idx *entryIndex
+	seq uint32
+	loc entryLoc
+	// tail bounds the payload bytes of rp.Entries (0: no bound); bytes is
+	// their payload now.
+	tail, bytes uint64
 }
 
 // readSegment decodes one segment and returns where its records end.
@@ -162,6 +173,7 @@ func (r *replayer) readSegment(f File, name string, last bool, w *WAL) (int64, e
 			}
 			return 0, corrupt(off, "%v", err)
 		}
+		r.loc = entryLoc{off: int64(off), seq: r.seq, seed: seed, rec: uint32(size)}
 		if err := r.apply(t, payload, idx); err != nil {
 			return 0, corrupt(off, "%v", err)
 		}
@@ -233,7 +245,8 @@ func (r *replayer) apply(t recordType, payload []byte, idx int) error {
 			if m.ReplacesLog {
 				// The snapshot replaced the log: entries saved before it
 				// are gone.
-				r.rp.Entries = nil
+				r.rp.Entries, r.bytes = nil, 0
+				r.idx.reset(m.Index + 1)
 			}
 		} else if m.ReplacesLog && m.Index > r.m.Index {
 			// A leader's snapshot whose file is not the one replayed from:
@@ -253,27 +266,58 @@ func (r *replayer) apply(t recordType, payload []byte, idx int) error {
 	return nil
 }
 
-// addEntry appends e to the replayed entries, replacing any entries at or
-// after its index, as raft's log truncation did when it was written.
+// addEntry appends e to the replayed entries and the index, replacing any
+// entries at or after its index, as raft's log truncation did when it was
+// written.
 func (r *replayer) addEntry(e pb.Entry) error {
 	r.lastIndex = e.Index
 	if e.Index <= r.m.Index {
 		// It replaced the entries after it, all of those replayed so far.
-		r.rp.Entries = nil
+		r.rp.Entries, r.bytes = nil, 0
+		r.idx.reset(r.m.Index + 1)
 		return nil
 	}
-	ents := r.rp.Entries
 	switch {
-	case len(ents) == 0:
+	case r.idx.empty():
 		if e.Index != r.m.Index+1 {
 			return fmt.Errorf("entry %d follows the snapshot at %d: entries are missing", e.Index, r.m.Index)
 		}
-	case e.Index > ents[len(ents)-1].Index+1:
-		return fmt.Errorf("entry %d follows entry %d: entries are missing", e.Index, ents[len(ents)-1].Index)
-	default:
-		ents = ents[:e.Index-(r.m.Index+1)]
+	case e.Index > r.idx.last()+1:
+		return fmt.Errorf("entry %d follows entry %d: entries are missing", e.Index, r.idx.last())
+	}
+	r.loc.size = uint32(e.PayloadSize())
+	r.idx.add(&e, r.loc)
+	ents := r.rp.Entries
+	if n := len(ents); n > 0 && e.Index <= ents[n-1].Index {
+		keep := int(max(e.Index, ents[0].Index) - ents[0].Index)
+		for i := keep; i < n; i++ {
+			r.bytes -= ents[i].PayloadSize()
+		}
+		ents = ents[:keep]
 	}
 	e.Data = bytes.Clone(e.Data)
 	r.rp.Entries = append(ents, e)
+	r.bytes += e.PayloadSize()
+	if r.tail > 0 && r.bytes > 2*r.tail {
+		// Trimming to half the slack copies once per tail's worth of
+		// entries read, not once per entry.
+		r.trim(r.tail)
+	}
 	return nil
+}
+
+// trim drops the oldest replayed entries until their payload is within
+// limit bytes, keeping the last entry (0: no limit). The index still
+// locates the dropped ones.
+func (r *replayer) trim(limit uint64) {
+	ents := r.rp.Entries
+	if limit == 0 || r.bytes <= limit {
+		return
+	}
+	n := 0
+	for n < len(ents)-1 && r.bytes > limit {
+		r.bytes -= ents[n].PayloadSize()
+		n++
+	}
+	r.rp.Entries = append([]pb.Entry(nil), ents[n:]...)
 }

@@ -3,7 +3,6 @@ package wal
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -17,8 +16,10 @@ var ErrUnavailable = errors.New("wal: entries unavailable")
 // ReadEntries reads entries [lo, hi) back from the segment files, as the
 // log stood after every overwrite, stopping once maxSize bytes of payload
 // are collected (at least one entry is returned). It serves entries that a
-// log store no longer caches; entries still buffered are not visible, so
-// callers read only what they saved before.
+// log store no longer caches. It reads exactly the records of the entries
+// returned, with positioned reads located by the in-memory entry index,
+// so its cost follows what is asked, not the size of the log or of a
+// segment; each record is checked against the crc chain.
 func (w *WAL) ReadEntries(lo, hi, maxSize uint64) ([]pb.Entry, error) {
 	if lo >= hi {
 		return nil, nil
@@ -28,89 +29,117 @@ func (w *WAL) ReadEntries(lo, hi, maxSize uint64) ([]pb.Entry, error) {
 		w.mu.Unlock()
 		return nil, err
 	}
-	if err := w.flush(); err != nil {
+	if lo < w.idx.first || hi-1 > w.idx.last() || w.idx.empty() {
+		first, last := w.idx.first, w.idx.last()
 		w.mu.Unlock()
-		return nil, err
+		return nil, fmt.Errorf("%w: entries [%d, %d) are not all in the WAL in %s, which holds [%d, %d]", ErrUnavailable, lo, hi, w.dir, first, last)
 	}
-	segs := append([]segment(nil), w.segments...)
-	w.mu.Unlock()
-
-	start := -1
-	for i, s := range segs {
-		if s.first <= lo {
-			start = i
-		}
-	}
-	if start < 0 {
-		return nil, fmt.Errorf("%w: entry %d precedes the oldest segment %s", ErrUnavailable, lo, segs[0].name)
-	}
-	var got []pb.Entry
-	for _, s := range segs[start:] {
-		name := filepath.Join(w.dir, s.name)
-		f, err := w.fs.OpenFile(name, os.O_RDONLY, 0)
-		if err != nil {
-			return nil, fmt.Errorf("wal: opening %s: %w", name, err)
-		}
-		data, err := io.ReadAll(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("wal: reading %s: %w", name, err)
-		}
-		got, err = collectEntries(got, data, name, lo, hi)
-		if err != nil {
+	locs := w.idx.span(lo, hi, maxSize)
+	if locs[len(locs)-1].seq == uint32(w.segments[len(w.segments)-1].seq) {
+		// Part of what is asked may still be buffered.
+		if err := w.flush(); err != nil {
+			w.mu.Unlock()
 			return nil, err
 		}
 	}
-	if len(got) == 0 || got[0].Index != lo {
-		return nil, fmt.Errorf("%w: entry %d is not in the WAL in %s", ErrUnavailable, lo, w.dir)
-	}
-	var size uint64
-	for i := range got {
-		size += got[i].PayloadSize()
-		if i > 0 && size > maxSize {
-			return got[:i], nil
+	names := make(map[uint32]string, 2)
+	for _, s := range w.segments {
+		if uint32(s.seq) >= locs[0].seq && uint32(s.seq) <= locs[len(locs)-1].seq {
+			names[uint32(s.seq)] = filepath.Join(w.dir, s.name)
 		}
 	}
-	return got, nil
+	w.mu.Unlock()
+
+	ents := make([]pb.Entry, 0, len(locs))
+	var f File
+	var open uint32
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	for len(locs) > 0 {
+		// One read covers a run of entries of one segment, through the
+		// small records (hard states) that may lie between them.
+		n := 1
+		for n < len(locs) && locs[n].seq == locs[0].seq && locs[n].off >= locs[n-1].off+int64(locs[n-1].rec) &&
+			locs[n].off-(locs[n-1].off+int64(locs[n-1].rec)) <= maxReadGap {
+			n++
+		}
+		run := locs[:n]
+		locs = locs[n:]
+		name, ok := names[run[0].seq]
+		if !ok {
+			return nil, fmt.Errorf("%w: the segment holding entry %d was removed from %s", ErrUnavailable, lo+uint64(len(ents)), w.dir)
+		}
+		if f == nil || open != run[0].seq {
+			if f != nil {
+				f.Close()
+			}
+			var err error
+			if f, err = w.fs.OpenFile(name, os.O_RDONLY, 0); err != nil {
+				f = nil
+				return nil, fmt.Errorf("wal: opening %s: %w", name, err)
+			}
+			open = run[0].seq
+		}
+		var err error
+		if ents, err = readRun(f, name, run, ents); err != nil {
+			return nil, err
+		}
+	}
+	if ents[0].Index != lo {
+		return nil, fmt.Errorf("%w: the index of %s places entry %d where entry %d is", ErrCorrupt, w.dir, lo, ents[0].Index)
+	}
+	return ents, nil
 }
 
-// collectEntries folds the entry records of one segment into got, which
-// holds entries from lo on, applying overwrites. The segment's own crc
-// chain is checked.
-func collectEntries(got []pb.Entry, data []byte, name string, lo, hi uint64) ([]pb.Entry, error) {
-	seed, err := peekCRCRecord(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+// Term returns the term of entry i, from memory, if the WAL holds the
+// entry (see ReleaseTo).
+func (w *WAL) Term(i uint64) (uint64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.idx.term(i)
+}
+
+// maxReadGap is how many bytes of other records one read may span between
+// two entries rather than be split in two reads.
+const maxReadGap = 4 << 10
+
+// readRun reads the entries at run (one segment, ascending offsets) with
+// one positioned read and appends them to ents. Records between them are
+// decoded for the crc chain and skipped: hard states, and entries a later
+// write overwrote.
+func readRun(f File, name string, run []entryLoc, ents []pb.Entry) ([]pb.Entry, error) {
+	end := run[len(run)-1].off + int64(run[len(run)-1].rec)
+	buf := make([]byte, end-run[0].off)
+	if _, err := f.ReadAt(buf, run[0].off); err != nil {
+		return nil, fmt.Errorf("wal: reading %s at offset %d: %w", name, run[0].off, err)
 	}
-	for off := 0; off < len(data); {
-		t, payload, size, crc, _, err := decodeRecord(data[off:], seed)
-		if errors.Is(err, errEndOfRecords) {
-			break
-		}
+	seed := run[0].seed
+	for off, k := 0, 0; k < len(run); {
+		at := run[0].off + int64(off)
+		t, payload, size, crc, _, err := decodeRecord(buf[off:], seed)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, name, off, err)
+			return nil, fmt.Errorf("%w: %s at offset %d: %v; restore this member from a snapshot or another member", ErrCorrupt, name, at, err)
 		}
 		seed = crc
 		off += size
-		if t != entryRecord {
+		if at != run[k].off {
 			continue
+		}
+		if t != entryRecord {
+			return nil, fmt.Errorf("%w: %s at offset %d: a %v record where the index has an entry", ErrCorrupt, name, at, t)
 		}
 		var e pb.Entry
 		if err := pb.UnmarshalEntry(payload, &e); err != nil {
-			return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, name, off-size, err)
+			return nil, fmt.Errorf("%w: %s at offset %d: %v", ErrCorrupt, name, at, err)
 		}
-		switch {
-		case e.Index < lo:
-			// An overwrite from before lo replaces everything after it.
-			got = got[:0]
-		case e.Index-lo <= uint64(len(got)):
-			if e.Index < hi {
-				e.Data = append([]byte(nil), e.Data...)
-				got = append(got[:e.Index-lo], e)
-			} else if e.Index-lo < uint64(len(got)) {
-				got = got[:e.Index-lo]
-			}
+		if n := len(ents); n > 0 && e.Index != ents[n-1].Index+1 {
+			return nil, fmt.Errorf("%w: %s at offset %d: entry %d where the index has entry %d", ErrCorrupt, name, at, e.Index, ents[n-1].Index+1)
 		}
+		ents = append(ents, e)
+		k++
 	}
-	return got, nil
+	return ents, nil
 }

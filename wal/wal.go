@@ -67,6 +67,12 @@ type Options struct {
 	MaxSegments int
 	// Logger receives repairs and purges; nil means slog.Default().
 	Logger *slog.Logger
+	// ReplayTailBytes bounds the entries Open returns in Replay.Entries to
+	// the newest ones within this many bytes of payload (at least the last
+	// entry), so that restarting with a long log does not hold all of it
+	// in memory; the older ones stay readable with ReadEntries. Zero
+	// returns them all.
+	ReplayTailBytes uint64
 }
 
 func (o *Options) fill() {
@@ -103,7 +109,8 @@ type Replay struct {
 	HardState pb.HardState
 	// Entries are the entries after the marker, with later writes of an
 	// index replacing earlier ones (and everything after them), as raft
-	// overwrites its log.
+	// overwrites its log. With Options.ReplayTailBytes they are only the
+	// newest of them.
 	Entries []pb.Entry
 	// Repaired is the number of bytes cut from a torn tail (0 if none).
 	Repaired int64
@@ -159,6 +166,8 @@ type WAL struct {
 	closed bool
 	// snapIndex is the index of the newest snapshot marker saved.
 	snapIndex uint64
+	// idx locates and gives the term of every entry that may be read.
+	idx entryIndex
 
 	pipe      *pipeline
 	purgeKick chan struct{}
@@ -189,6 +198,7 @@ func Create(dir string, metadata []byte, opts Options) (*WAL, error) {
 	}
 	w := newWAL(dir, opts, lock)
 	w.metadata = bytes.Clone(metadata)
+	w.idx.reset(1)
 	name := segmentName(0, 0)
 	// The first segment is written under a temporary name (one the
 	// pipeline reuses, so a crash leaves no litter) and renamed once its
@@ -294,14 +304,18 @@ func (w *WAL) appendRecord(t recordType, payload []byte) {
 	w.off += int64(len(w.buf) - start)
 }
 
-// appendEntry adds an entry record, encoding the entry in place.
+// appendEntry adds an entry record, encoding the entry in place, and
+// records where it is.
 func (w *WAL) appendEntry(e *pb.Entry) {
 	start := len(w.buf)
+	loc := entryLoc{off: w.off, seq: uint32(w.segments[len(w.segments)-1].seq), seed: w.crc, size: uint32(e.PayloadSize())}
 	w.buf = append(w.buf, make([]byte, headerSize)...)
 	w.buf = append(w.buf, byte(entryRecord))
 	w.buf = pb.AppendEntry(w.buf, e)
 	w.crc = sealRecord(w.buf[start:], w.crc)
-	w.off += int64(len(w.buf) - start)
+	loc.rec = uint32(len(w.buf) - start)
+	w.off += int64(loc.rec)
+	w.idx.add(e, loc)
 }
 
 // Save appends entries and, if it changed, the hard state. With sync it
@@ -508,6 +522,7 @@ func (w *WAL) SaveSnapshot(m Marker) error {
 		// segments cut from here on must be named after it, or replay
 		// from it would start past its marker.
 		w.lastIndex = m.Index
+		w.idx.reset(m.Index + 1)
 	}
 	w.writeSeq++
 	return w.waitSynced(w.writeSeq)
@@ -515,6 +530,8 @@ func (w *WAL) SaveSnapshot(m Marker) error {
 
 // ReleaseTo lets the background purge remove segments wholly before the
 // snapshot at index, whose file is durable: replay will start from it.
+// Entries before index are not readable any more (the entry at index
+// stays, for its term).
 func (w *WAL) ReleaseTo(index uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -522,6 +539,7 @@ func (w *WAL) ReleaseTo(index uint64) {
 		return
 	}
 	w.snapIndex = index
+	w.idx.truncateFront(index)
 	select {
 	case w.purgeKick <- struct{}{}:
 	default:

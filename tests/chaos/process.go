@@ -45,6 +45,9 @@ type Processes struct {
 	dir string
 	// Heartbeat and Election are the raft timing flags, in milliseconds.
 	Heartbeat, Election int
+	// args are flags every member gets after the harness's own (the last
+	// occurrence of a flag wins).
+	args []string
 
 	mu      sync.Mutex
 	members []*procMember // current members
@@ -67,9 +70,10 @@ type procMember struct {
 }
 
 // StartProcesses starts n members of the binary bin with data and logs
-// under dir.
-func StartProcesses(ctx context.Context, bin, dir string, n int, seed uint64) (*Processes, error) {
-	c := &Processes{Net: NewNetwork(seed, nil), bin: bin, dir: dir, Heartbeat: 25, Election: 250, gen: 1}
+// under dir. args are flags for every member, after (and so overriding)
+// the harness's own: fast elections and a small --snapshot-count.
+func StartProcesses(ctx context.Context, bin, dir string, n int, seed uint64, args ...string) (*Processes, error) {
+	c := &Processes{Net: NewNetwork(seed, nil), bin: bin, dir: dir, Heartbeat: 25, Election: 250, gen: 1, args: args}
 	var initial []string
 	for range n {
 		m, err := c.newMember()
@@ -146,6 +150,7 @@ func (c *Processes) start(m *procMember) error {
 		"--initial-cluster", m.initialCluster, "--initial-cluster-state", m.state, "--initial-cluster-token", "chaos",
 		"--heartbeat-interval", fmt.Sprint(c.Heartbeat), "--election-timeout", fmt.Sprint(c.Election),
 		"--snapshot-count", "300", "--logger", "json")
+	cmd.Args = append(cmd.Args, c.args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -207,6 +212,29 @@ func (c *Processes) kill(m *procMember) {
 	}
 	m.cmd.Process.Signal(syscall.SIGKILL)
 	<-m.exited
+}
+
+// Terminate sends SIGTERM to member i and waits for it to exit, at most
+// timeout; it reports an error naming the member if it did not.
+func (c *Processes) Terminate(i int, timeout time.Duration) error {
+	m := c.member(i)
+	if !running(m) {
+		return nil
+	}
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("%s did not exit within %v of SIGTERM", m.name, timeout)
+	}
+}
+
+// ClientAddr returns member i's client address.
+func (c *Processes) ClientAddr(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i].clientAddr
 }
 
 // Restart starts member i again if its process is not running.
