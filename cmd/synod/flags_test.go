@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +117,29 @@ func TestRetention(t *testing.T) {
 	ac, err = parseRetention("revision", "1000")
 	if err != nil || ac.Revisions != 1000 {
 		t.Errorf("revision 1000: %+v %v", ac, err)
+	}
+}
+
+// TestStopIsBounded checks that a stop that hangs does not keep the
+// process alive past its grace, that a second signal ends it at once,
+// and that a stop that finishes reports success.
+func TestStopIsBounded(t *testing.T) {
+	lg := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hang := make(chan struct{})
+	defer close(hang)
+	start := time.Now()
+	if code := stopBounded(lg, func() { <-hang }, 50*time.Millisecond, nil); code != 1 {
+		t.Fatalf("a hung stop returned %d, want 1", code)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a hung stop returned after %v, grace 50ms", d)
+	}
+	sigs := make(chan os.Signal, 1)
+	sigs <- os.Interrupt
+	if code := stopBounded(lg, func() { <-hang }, time.Hour, sigs); code != 1 {
+		t.Fatalf("a second signal returned %d, want 1", code)
+	}
+	if code := stopBounded(lg, func() {}, time.Hour, nil); code != 0 {
+		t.Fatalf("a clean stop returned %d, want 0", code)
 	}
 }

@@ -6,7 +6,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,13 +40,13 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 1
 	}
 	logger.Info("serving", "name", cfg.Name, "client-urls", cfg.ClientURLs, "peer-urls", cfg.PeerURLs, "data-dir", cfg.DataDir)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	select {
-	case <-ctx.Done():
+	case <-sigs:
 		logger.Info("stopping: handing leadership over if leader")
-		m.Close(5 * time.Second)
-		return 0
+		return stopBounded(logger, func() { m.Close(leaderHandOver) }, stopGrace, sigs)
 	case <-m.Server.Removed():
 		m.Close(time.Second)
 		logger.Warn("stopped: this member was removed from the cluster")
@@ -57,6 +56,40 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "synod: the member stopped after a fatal error (see the log above)")
 		return 1
 	}
+}
+
+const (
+	// leaderHandOver bounds how long a stopping leader tries to hand
+	// leadership to another member.
+	leaderHandOver = 5 * time.Second
+	// stopGrace bounds a whole stop after a signal: the hand-over, then
+	// closing the listeners, the raft loop and the files.
+	stopGrace = leaderHandOver + 10*time.Second
+)
+
+// stopBounded runs stop and returns 0 once it is done, but gives it at
+// most grace: an operator (or a supervisor) that sends SIGTERM must see
+// the process end, whatever it was doing, a slow disk or a catching-up
+// peer included. When the grace runs out, or on a second signal, it
+// returns 1 at once and the process exits without finishing the stop;
+// that is safe, as after kill -9: everything acknowledged is in the WAL.
+func stopBounded(logger *slog.Logger, stop func(), grace time.Duration, sigs <-chan os.Signal) int {
+	done := make(chan struct{})
+	go func() {
+		stop()
+		close(done)
+	}()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return 0
+	case <-timer.C:
+		logger.Error("stopping took too long; exiting without a clean shutdown (everything acknowledged is durable in the WAL)", "grace", grace)
+	case sig := <-sigs:
+		logger.Warn("second signal while stopping; exiting at once (everything acknowledged is durable in the WAL)", "signal", sig.String())
+	}
+	return 1
 }
 
 // newLogger builds the logger the --logger and --log-level flags select.

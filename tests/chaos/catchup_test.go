@@ -157,9 +157,47 @@ func TestLaggingMemberCatchesUp(t *testing.T) {
 	t.Logf("member 2 caught up in %v; %d puts meanwhile: median %v, max %v",
 		caughtUp.Round(time.Millisecond), len(lat), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
 
-	for i := range 3 {
-		if err := c.Terminate(i, 15*time.Second); err != nil {
-			t.Error(err)
+	// Down again, and stopped in the middle of its next catch-up, with
+	// the other two: every member must stop cleanly and promptly.
+	c.Kill(2)
+	next.Store(0)
+	values = max(values/4, 1)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			val := make([]byte, valueSize)
+			for i := next.Add(1) - 1; i < int64(values); i = next.Add(1) - 1 {
+				pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				writers.Put(pctx, fmt.Sprintf("/big2/%06d", i), string(val))
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := c.Restart(2); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := lagger.Status(sctx, c.ClientAddr(2))
+		cancel()
+		if err == nil && st.Header.Revision > target {
+			break // catching up
+		}
+		if !sleep(ctx, 20*time.Millisecond) {
+			t.Fatal(ctx.Err())
 		}
 	}
+	var stops sync.WaitGroup
+	for i := range 3 {
+		stops.Add(1)
+		go func() {
+			defer stops.Done()
+			if err := c.Terminate(i, 12*time.Second); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	stops.Wait()
 }

@@ -215,7 +215,8 @@ func (c *Processes) kill(m *procMember) {
 }
 
 // Terminate sends SIGTERM to member i and waits for it to exit, at most
-// timeout; it reports an error naming the member if it did not.
+// timeout; it reports an error naming the member if it did not, or if it
+// exited with a failure.
 func (c *Processes) Terminate(i int, timeout time.Duration) error {
 	m := c.member(i)
 	if !running(m) {
@@ -224,6 +225,9 @@ func (c *Processes) Terminate(i int, timeout time.Duration) error {
 	m.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-m.exited:
+		if code := m.cmd.ProcessState.ExitCode(); code != 0 {
+			return fmt.Errorf("%s exited with status %d after SIGTERM: the stop was not clean (see its log)", m.name, code)
+		}
 		return nil
 	case <-time.After(timeout):
 		return fmt.Errorf("%s did not exit within %v of SIGTERM", m.name, timeout)
