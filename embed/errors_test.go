@@ -2,6 +2,7 @@ package embed
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,8 +107,9 @@ func TestLearnerNotReady(t *testing.T) {
 	}
 }
 
-// TestNoSpaceAlarm fills a member past its quota: writes are refused
-// with NOSPACE until the alarm is disarmed, reads go on.
+// TestNoSpaceAlarm fills a member past its quota: writes that store data
+// are refused with NOSPACE until the alarm is disarmed, reads and deletes
+// go on.
 func TestNoSpaceAlarm(t *testing.T) {
 	c := newTestCluster(t, 1, func(cfg *server.Config) { cfg.QuotaBackendBytes = 1 })
 	ctx := ctxT(t)
@@ -123,6 +125,12 @@ func TestNoSpaceAlarm(t *testing.T) {
 	if _, err := cli.Get(ctx, "k"); err != nil {
 		t.Fatalf("read under the alarm: %v", err)
 	}
+	if _, err := cli.Delete(ctx, "k"); err != nil {
+		t.Fatalf("a delete under the alarm (which frees space) was refused: %v", err)
+	}
+	if _, err := cli.Txn(ctx).Then(clientv3.OpPut("k", "v")).Commit(); rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoSpace) {
+		t.Fatalf("a transaction that puts under the alarm: %v", err)
+	}
 	st, err := cli.Status(ctx, c.members[0].clientAddr)
 	if err != nil || len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "NOSPACE") {
 		t.Fatalf("status under the alarm: %v %v", err, st)
@@ -133,5 +141,38 @@ func TestNoSpaceAlarm(t *testing.T) {
 	}
 	if resp, err := cli.AlarmList(ctx); err != nil || len(resp.Alarms) != 0 {
 		t.Fatalf("alarms after disarm: %v %v", err, resp)
+	}
+}
+
+// TestQuotaMeasuresWhatUsersStored checks that the quota is compared with
+// the logical size of the key space and its history, as etcd's with its
+// database: a 1 MiB quota holds about 1 MiB of 10 KiB values (less
+// etcd's per-put overhead) before NOSPACE, however much more the
+// engine's logs and tables take on disk, and Status reports that size
+// as dbSizeInUse.
+func TestQuotaMeasuresWhatUsersStored(t *testing.T) {
+	const quota, size = 1 << 20, 10 << 10
+	c := newTestCluster(t, 1, func(cfg *server.Config) { cfg.QuotaBackendBytes = quota })
+	ctx := ctxT(t)
+	cli := c.client()
+	n := 0
+	for ; n < 1000; n++ {
+		_, err := cli.Put(ctx, fmt.Sprintf("k%04d", n), strings.Repeat("v", size))
+		if rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCNoSpace) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if low, high := quota/(size+256+64), quota/size+1; n < low || n > high {
+		t.Fatalf("NOSPACE after %d puts of %d bytes under a %d-byte quota; want %d to %d", n, size, quota, low, high)
+	}
+	st, err := cli.Status(ctx, c.members[0].clientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DbSizeInUse < int64(n*size) || st.DbSizeInUse > quota {
+		t.Fatalf("dbSizeInUse %d after %d puts of %d bytes, quota %d", st.DbSizeInUse, n, size, quota)
 	}
 }

@@ -20,6 +20,7 @@
 //	c<key>                                 -> <main><sub> record (the live version of each key)
 //	m/rev, m/compacted, m/consistent_index -> 8-byte big-endian metadata
 //	m/format                               -> 1: the c space exists
+//	m/logical_size                         -> 8-byte big-endian: the bytes of the r space (see LogicalSize)
 //	m/lease/<id 8B BE>                     -> lease record (format, TTL, remaining TTL)
 //	m/app/<name>                           -> the server's metadata (members, alarms)
 //

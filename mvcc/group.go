@@ -31,11 +31,13 @@ var ErrGroupUndo = errors.New("mvcc: a failed write left changes in a shared gro
 // goroutine that opened it must not write to the store in another way
 // before closing it.
 type WriteGroup struct {
-	s      *Store
-	b      *pebble.Batch
-	rev    int64  // the store's revision after the group's writes so far
-	ci     uint64 // the consistent index after them
-	writes bool   // whether b holds any entry's changes
+	s   *Store
+	b   *pebble.Batch
+	rev int64  // the store's revision after the group's writes so far
+	ci  uint64 // the consistent index after them
+	// logical is the store's LogicalSize after them.
+	logical int64
+	writes  bool // whether b holds any entry's changes
 	// written and iter serve a large group's lookups of keys' live
 	// versions (c space), see current: written holds the c space values
 	// the group wrote (nil for a deletion), iter reads the store as it
@@ -64,7 +66,7 @@ func (s *Store) Group() (*WriteGroup, error) {
 		s.wmu.Unlock()
 		return nil, ErrClosed
 	}
-	return &WriteGroup{s: s, b: s.db.NewIndexedBatch(), rev: s.rev, ci: s.ci}, nil
+	return &WriteGroup{s: s, b: s.db.NewIndexedBatch(), rev: s.rev, ci: s.ci, logical: s.logical.Load()}, nil
 }
 
 // Write runs fn in a write transaction for raft entry raftIndex inside
@@ -82,9 +84,10 @@ func (g *WriteGroup) Write(raftIndex uint64, fn func(tx *WriteTxn) error) (int64
 	if raftIndex != 0 && raftIndex <= g.ci {
 		return g.rev, nil, nil
 	}
-	before := g.b.Count()
+	before, logical := g.b.Count(), g.logical
 	tx := &WriteTxn{s: g.s, g: g, b: g.b, rev: g.rev + 1}
 	if ferr := fn(tx); ferr != nil {
+		g.logical = logical
 		if g.b.Count() != before {
 			if g.writes {
 				g.Close()
@@ -141,6 +144,11 @@ func (g *WriteGroup) Commit() error {
 			return err
 		}
 	}
+	if g.logical != s.logical.Load() {
+		if err := putMeta(g.b, metaLogical, uint64(g.logical)); err != nil {
+			return err
+		}
+	}
 	// Readers are out (mu): emptying the written keys' slots now, even if
 	// the commit fails, leaves none of them a value older than the store.
 	s.hot.commit()
@@ -150,6 +158,7 @@ func (g *WriteGroup) Commit() error {
 		}
 	}
 	s.rev, s.ci = g.rev, g.ci
+	s.logical.Store(g.logical)
 	return nil
 }
 

@@ -24,6 +24,7 @@ var (
 	metaCompacted = []byte("m/compacted")
 	metaConsIndex = []byte("m/consistent_index")
 	metaFormat    = []byte("m/format")
+	metaLogical   = []byte("m/logical_size")
 )
 
 // formatCurrent is the m/format value of a store that keeps the c space.

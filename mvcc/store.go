@@ -32,6 +32,9 @@ type Store struct {
 	rev       int64  // current revision
 	compacted int64  // compacted revision (0 if never compacted)
 	ci        uint64 // consistent index
+	// logical is the size of the history (see LogicalSize); written
+	// under wmu and mu, read without a lock on every write request.
+	logical atomic.Int64
 
 	// Buffers a write builds its batch keys and values in (Pebble copies
 	// them into the batch), so that a put allocates none; guarded by wmu.
@@ -67,6 +70,11 @@ type Options struct {
 	// system's. Crash tests pass one that loses unsynced writes
 	// (vfs.NewCrashableMem).
 	FS vfs.FS
+	// OnNoSpace, if set, is called with the file's name when a write to
+	// the store's files fails for lack of space, before Pebble sees the
+	// failure (see noSpaceFS for why). It should end the process; if it
+	// returns, the error goes on to Pebble.
+	OnNoSpace func(path string, err error)
 }
 
 // fs returns the file system the options name.
@@ -81,7 +89,14 @@ func openDB(dir string, o Options) (*pebble.DB, error) {
 	if o.CacheSize <= 0 {
 		o.CacheSize = DefaultCacheSize
 	}
-	return pebble.Open(dir, pebbleOptions(o))
+	po := pebbleOptions(o)
+	size := fsSize(po.FS, dir)
+	po.FS = newDiskFS(po.FS, size, o.OnNoSpace)
+	// Pebble keeps up to four logs of 110% of the memtable size each (the
+	// current one and three recycled): on a small disk that reserve would
+	// take much of the space, so memtables shrink with the disk there.
+	po.MemTableSize = uint64(max(min(memTableSize, size/48), minMemTableSize))
+	return pebble.Open(dir, po)
 }
 
 // Pebble's defaults suit a database that is mostly read; the key space
@@ -102,6 +117,8 @@ const (
 	// at one core) now that large write groups look keys up through one
 	// iterator instead of a Get per key.
 	memTableSize = 8 << 20
+	// minMemTableSize is the smallest memtable used on a small disk.
+	minMemTableSize = 1 << 20
 	// l0CompactionThreshold and l0StopWritesThreshold: more L0 files
 	// before a compaction, for the same reason (bloom filters keep point
 	// reads from probing every one of them).
@@ -162,6 +179,7 @@ func OpenWithOptions(dir string, o Options) (*Store, error) {
 
 func (s *Store) loadMeta() error {
 	s.rev, s.compacted, s.ci = 1, 0, 0
+	s.logical.Store(-1)
 	for _, m := range []struct {
 		k []byte
 		f func(uint64)
@@ -169,6 +187,7 @@ func (s *Store) loadMeta() error {
 		{metaRev, func(v uint64) { s.rev = int64(v) }},
 		{metaCompacted, func(v uint64) { s.compacted = int64(v) }},
 		{metaConsIndex, func(v uint64) { s.ci = v }},
+		{metaLogical, func(v uint64) { s.logical.Store(int64(v)) }},
 	} {
 		v, c, err := s.db.Get(m.k)
 		if errors.Is(err, pebble.ErrNotFound) {
@@ -184,7 +203,42 @@ func (s *Store) loadMeta() error {
 		m.f(binary.BigEndian.Uint64(v))
 		c.Close()
 	}
+	if s.logical.Load() < 0 {
+		// A store written before the size was kept: measure it once.
+		n, err := s.measureLogical()
+		if err != nil {
+			return err
+		}
+		s.logical.Store(n)
+	}
 	return nil
+}
+
+// LogicalSize returns the bytes of the key space's history: every
+// revision kept (key, value, lease and versions, as the r space holds
+// them), however many times Pebble has them on disk. It is what the
+// space quota is compared with, as etcd compares its database size: the
+// data a user stored, not the engine's logs, obsolete tables not yet
+// deleted, or its indexes. Every member computes the same value from the
+// same history; compaction lowers it.
+func (s *Store) LogicalSize() int64 { return s.logical.Load() }
+
+// measureLogical sums the r space.
+func (s *Store) measureLogical() (int64, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixRev}, UpperBound: []byte{prefixRev + 1}})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var n int64
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, err
+		}
+		n += int64(len(it.Key()) + len(v))
+	}
+	return n, it.Error()
 }
 
 func putMeta(b *pebble.Batch, k []byte, v uint64) error {
@@ -655,6 +709,7 @@ func (tx *WriteTxn) write(r *record) (revision, error) {
 	if err := tx.b.Set(s.keyBuf, s.valBuf[16:], nil); err != nil {
 		return rev, err
 	}
+	tx.g.logical += int64(len(s.keyBuf) + len(s.valBuf) - 16)
 	s.keyBuf = appendRev(appendVersionPrefix(s.keyBuf[:0], r.key), rev)
 	s.refBuf = r.encodeRef(s.refBuf[:0])
 	if err := tx.b.Set(s.keyBuf, s.refBuf, nil); err != nil {
@@ -832,6 +887,7 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 		return err
 	}
 	defer kit.Close()
+	logical := s.logical.Load()
 	for valid := rit.First(); valid; valid = rit.Next() {
 		v, err := rit.ValueAndErr()
 		if err != nil {
@@ -859,6 +915,7 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 		if err := b.Delete(rit.Key(), nil); err != nil {
 			return err
 		}
+		logical -= int64(len(rit.Key()) + len(v))
 		if err := b.Delete(appendRev(prefix, at), nil); err != nil {
 			return err
 		}
@@ -867,6 +924,9 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 		return err
 	}
 	if err := putMeta(b, metaCompacted, uint64(rev)); err != nil {
+		return err
+	}
+	if err := putMeta(b, metaLogical, uint64(logical)); err != nil {
 		return err
 	}
 	if raftIndex != 0 {
@@ -878,6 +938,7 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 		return err
 	}
 	s.compacted = rev
+	s.logical.Store(logical)
 	if raftIndex != 0 {
 		s.ci = raftIndex
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -51,8 +52,9 @@ type Config struct {
 	// InitialClusterToken separates clusters built from the same URLs.
 	InitialClusterToken string
 
-	// QuotaBackendBytes raises the NOSPACE alarm when the key space grows
-	// past it (0: default 2 GiB; negative: no quota).
+	// QuotaBackendBytes raises the NOSPACE alarm when the key space and
+	// its history (mvcc.Store.LogicalSize: what users stored, not the
+	// engine's files) grow past it (0: default 2 GiB; negative: no quota).
 	QuotaBackendBytes int64
 	// MaxTxnOps bounds the operations of one Txn.
 	MaxTxnOps int
@@ -74,6 +76,11 @@ type Config struct {
 
 	// Logger receives the member's logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Exit ends the process after a failure the member cannot stop
+	// cleanly from: the disk under the key space filled up (the storage
+	// engine cannot go on after a failed write). nil means os.Exit.
+	Exit func(code int)
 
 	// Disks, if set, holds the raft log and the key space on file systems
 	// other than the operating system's. Crash tests use file systems
@@ -179,6 +186,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Exit == nil {
+		c.Exit = os.Exit
 	}
 	return c, nil
 }

@@ -18,8 +18,11 @@ const Version = "3.6.0"
 type Status struct {
 	Leader, RaftIndex, RaftTerm, AppliedIndex uint64
 	DBSize                                    int64
-	IsLearner                                 bool
-	Errors                                    []string
+	// DBSizeInUse is the logical size of the key space and its history,
+	// which the space quota is compared with (mvcc.Store.LogicalSize).
+	DBSizeInUse int64
+	IsLearner   bool
+	Errors      []string
 }
 
 // Status returns the member's status.
@@ -32,6 +35,7 @@ func (s *Server) Status() Status {
 		RaftTerm:     st.Term,
 		AppliedIndex: s.AppliedIndex(),
 		DBSize:       s.kv.DiskSize(),
+		DBSizeInUse:  s.kv.LogicalSize(),
 		IsLearner:    m.IsLearner,
 	}
 	for _, a := range s.alarms.list(pb.AlarmType_NONE) {

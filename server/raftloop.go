@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/synod-db/synod/raft"
@@ -204,6 +206,22 @@ func (s *Server) setLeader(lead uint64) {
 // under it) and stops it: continuing could acknowledge writes it has not
 // persisted.
 func (s *Server) fatal(what string, err error) {
-	s.lg.Error("stopping the member after a fatal error", "during", what, "err", err)
+	if errors.Is(err, syscall.ENOSPC) {
+		s.lg.Error("no space left on device: stopping the member; "+freeSpaceHint, "during", what, "err", err)
+	} else {
+		s.lg.Error("stopping the member after a fatal error", "during", what, "err", err)
+	}
 	go s.Stop()
+}
+
+// freeSpaceHint tells an operator what to do about a full disk.
+const freeSpaceHint = "free space on the file system of the data directory (or move it to a larger one), then restart the member"
+
+// noSpace ends the process when a write of the key space's files fails
+// for lack of space (see mvcc.Options.OnNoSpace): the storage engine
+// cannot go on after it, and a stop would need it to. Nothing
+// acknowledged is lost: the raft log has it, and restarting replays it.
+func (s *Server) noSpace(path string, err error) {
+	s.lg.Error("no space left on device: stopping the member at once; "+freeSpaceHint, "file", path, "err", err)
+	s.cfg.Exit(1)
 }

@@ -101,17 +101,62 @@ func (s *Server) Header() *pb.ResponseHeader {
 	return h
 }
 
-// proposeWrite proposes a key-space write, refused while the NOSPACE
-// alarm is raised.
+// proposeWrite proposes a key-space write. A write that would store
+// data (its quotaCost is not zero) is refused while the NOSPACE alarm is
+// raised, or when it would take the key space past the quota, which
+// raises the alarm; deletes go through, so that space can be freed, as
+// in etcd.
 func (s *Server) proposeWrite(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
-	if s.alarms.active(pb.AlarmType_NOSPACE) {
-		return nil, ErrNoSpace
-	}
-	if s.cfg.QuotaBackendBytes > 0 && s.kv.DiskSize() > s.cfg.QuotaBackendBytes {
-		s.raiseNoSpace()
-		return nil, ErrNoSpace
+	if cost := quotaCost(r); cost > 0 {
+		if s.alarms.active(pb.AlarmType_NOSPACE) {
+			return nil, ErrNoSpace
+		}
+		if q := s.cfg.QuotaBackendBytes; q > 0 && s.kv.LogicalSize()+cost > q {
+			s.raiseNoSpace()
+			return nil, ErrNoSpace
+		}
 	}
 	return s.propose(ctx, r)
+}
+
+// Estimated bytes a request adds to the key space beyond its keys and
+// values (etcd's figures, so that a quota holds about as much).
+const (
+	putOverhead   = 256
+	leaseOverhead = 64
+)
+
+// quotaCost estimates the bytes r adds to the key space: a put's key and
+// value, the larger branch of a transaction's puts, a lease; zero for
+// what only removes data.
+func quotaCost(r *pb.InternalRaftRequest) int64 {
+	switch {
+	case r.Put != nil:
+		return putCost(r.Put)
+	case r.Txn != nil:
+		return txnCost(r.Txn)
+	case r.LeaseGrant != nil:
+		return leaseOverhead
+	}
+	return 0
+}
+
+func putCost(p *pb.PutRequest) int64 { return int64(len(p.Key) + len(p.Value) + putOverhead) }
+
+func txnCost(t *pb.TxnRequest) int64 {
+	branch := func(ops []*pb.RequestOp) int64 {
+		var n int64
+		for _, op := range ops {
+			switch {
+			case op.GetRequestPut() != nil:
+				n += putCost(op.GetRequestPut())
+			case op.GetRequestTxn() != nil:
+				n += txnCost(op.GetRequestTxn())
+			}
+		}
+		return n
+	}
+	return max(branch(t.Success), branch(t.Failure))
 }
 
 // raiseNoSpace proposes the NOSPACE alarm for this member (once at a time).

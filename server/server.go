@@ -176,7 +176,7 @@ func (s *Server) open(peerLn net.Listener) error {
 	}
 	var err error
 	var walFS wal.FS = wal.OSFS{}
-	var kvOpts mvcc.Options
+	kvOpts := mvcc.Options{OnNoSpace: s.noSpace}
 	if d := s.cfg.Disks; d != nil {
 		walFS, kvOpts.FS = d.WAL, d.KV
 	}

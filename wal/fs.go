@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -47,6 +48,27 @@ type File interface {
 	// size, so that later appends need no allocation; where the file
 	// system cannot, it does nothing.
 	Preallocate(size int64) error
+}
+
+// fsSize returns the size of the file system holding dir (or of its
+// nearest existing parent), or the largest int64 when fs is not the
+// operating system's or the size is unknown.
+func fsSize(fs FS, dir string) int64 {
+	if _, ok := fs.(OSFS); !ok {
+		return math.MaxInt64
+	}
+	for {
+		var st syscall.Statfs_t
+		err := syscall.Statfs(dir, &st)
+		if err == nil {
+			return int64(st.Blocks) * int64(st.Bsize)
+		}
+		parent := filepath.Dir(dir)
+		if !errors.Is(err, syscall.ENOENT) || parent == dir {
+			return math.MaxInt64
+		}
+		dir = parent
+	}
 }
 
 // OSFS is the operating system's file system.

@@ -17,7 +17,7 @@ import (
 // segment is cut away; any other damage is an error wrapping ErrCorrupt
 // that names the file and offset.
 func Open(dir string, m Marker, opts Options) (*WAL, *Replay, error) {
-	opts.fill()
+	opts.fill(dir)
 	fs := opts.FS
 	lock, err := fs.Lock(filepath.Join(dir, "LOCK"))
 	if err != nil {

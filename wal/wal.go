@@ -61,6 +61,13 @@ type Options struct {
 	// SegmentSize is the size at which a new segment is started; zero means
 	// DefaultSegmentSize.
 	SegmentSize int64
+	// PreallocBytes is how much of each segment is reserved on disk
+	// before it is written (the current one and the one prepared next),
+	// so that appends do not allocate; the rest is allocated as written.
+	// Zero means SegmentSize, or a sixteenth of the file system if that
+	// is less: on a small disk two segments reserved whole would leave
+	// little room for the data itself.
+	PreallocBytes int64
 	// MaxSegments is how many segment files the background purge keeps at
 	// least; it only removes segments wholly before the latest snapshot.
 	// Zero means DefaultMaxSegments; negative means never purge.
@@ -75,12 +82,15 @@ type Options struct {
 	ReplayTailBytes uint64
 }
 
-func (o *Options) fill() {
+func (o *Options) fill(dir string) {
 	if o.FS == nil {
 		o.FS = OSFS{}
 	}
 	if o.SegmentSize <= 0 {
 		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.PreallocBytes <= 0 {
+		o.PreallocBytes = min(o.SegmentSize, fsSize(o.FS, dir)/16)
 	}
 	if o.MaxSegments == 0 {
 		o.MaxSegments = DefaultMaxSegments
@@ -178,7 +188,7 @@ type WAL struct {
 // Create makes a new WAL in dir (created if needed) recording metadata
 // (for synod, the cluster and member IDs).
 func Create(dir string, metadata []byte, opts Options) (*WAL, error) {
-	opts.fill()
+	opts.fill(dir)
 	fs := opts.FS
 	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("wal: creating %s: %w", dir, err)
@@ -207,7 +217,7 @@ func Create(dir string, metadata []byte, opts Options) (*WAL, error) {
 	tmp := filepath.Join(dir, "0.wal.tmp")
 	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
 	if err == nil {
-		if err = f.Preallocate(opts.SegmentSize); err != nil {
+		if err = f.Preallocate(opts.PreallocBytes); err != nil {
 			f.Close()
 		}
 	}
@@ -245,7 +255,7 @@ func newWAL(dir string, opts Options, lock io.Closer) *WAL {
 
 // start launches the background goroutines: segment preparation and purge.
 func (w *WAL) start() {
-	w.pipe = newPipeline(w.fs, w.dir, w.opts.SegmentSize, w.opts.Logger)
+	w.pipe = newPipeline(w.fs, w.dir, w.opts.PreallocBytes, w.opts.Logger)
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()

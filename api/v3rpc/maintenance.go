@@ -27,7 +27,7 @@ func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 		Header:           m.s.Header(),
 		Version:          server.Version,
 		DbSize:           st.DBSize,
-		DbSizeInUse:      st.DBSize,
+		DbSizeInUse:      st.DBSizeInUse,
 		Leader:           st.Leader,
 		RaftIndex:        st.RaftIndex,
 		RaftTerm:         st.RaftTerm,

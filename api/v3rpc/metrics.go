@@ -58,6 +58,7 @@ func NewMetrics(s *server.Server) *Metrics {
 		gauge("etcd_server_applied_index", "The index of the last applied entry.", func() float64 { return float64(s.AppliedIndex()) }),
 		gauge("etcd_server_committed_index", "The last commit index seen.", func() float64 { return float64(s.CommittedIndex()) }),
 		gauge("etcd_mvcc_db_total_size_in_bytes", "Size of the key space on disk.", func() float64 { return float64(s.KV().DiskSize()) }),
+		gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Logical size of the key space and its history, which the space quota is compared with.", func() float64 { return float64(s.KV().LogicalSize()) }),
 		gauge("etcd_debugging_mvcc_current_revision", "The current revision of the key space.", func() float64 { return float64(s.KV().Rev()) }),
 	)
 	return m

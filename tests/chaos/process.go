@@ -234,6 +234,30 @@ func (c *Processes) Terminate(i int, timeout time.Duration) error {
 	}
 }
 
+// WaitExit waits up to timeout for member i's process to exit and
+// returns its exit status.
+func (c *Processes) WaitExit(i int, timeout time.Duration) (int, error) {
+	m := c.member(i)
+	if m.cmd == nil {
+		return 0, fmt.Errorf("%s was never started", m.name)
+	}
+	select {
+	case <-m.exited:
+		return m.cmd.ProcessState.ExitCode(), nil
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("%s still runs after %v", m.name, timeout)
+	}
+}
+
+// Running reports whether member i's process is alive.
+func (c *Processes) Running(i int) bool { return running(c.member(i)) }
+
+// LogPath returns the file member i's output goes to.
+func (c *Processes) LogPath(i int) string { return c.member(i).logPath }
+
+// DataDir returns member i's data directory.
+func (c *Processes) DataDir(i int) string { return c.member(i).dir }
+
 // ClientAddr returns member i's client address.
 func (c *Processes) ClientAddr(i int) string {
 	c.mu.Lock()
