@@ -542,8 +542,12 @@ func (c *Processes) Close() {
 	c.Net.Close()
 }
 
+// longOutage is how long the kill-long fault keeps a member down.
+var longOutage = [2]time.Duration{5 * time.Second, 10 * time.Second}
+
 // Faults returns the faults of the process tier: kill -9 of a random
-// member and of the leader (restarted when healed), SIGSTOP of a random
+// member and of the leader (restarted when healed), kill -9 of a member
+// kept down for several seconds (kill-long), SIGSTOP of a random
 // member and of the leader for longer than the election timeout,
 // partitions, an isolated leader, a slow member and connection resets on
 // the peer proxies, and member replacement.
@@ -573,6 +577,19 @@ func (c *Processes) Faults() []Fault {
 			return m.name, func(context.Context) error { return c.Restart(i) }, nil
 		}
 	}
+	// killLong keeps a member down for several seconds whatever the
+	// nemesis's hold, so that with large values (Config.ValueBytes) it
+	// comes back hundreds of MB behind and catches up under load.
+	killLong := func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
+		i := victim(ctx, rng, false)
+		m := c.member(i)
+		c.Kill(i)
+		until := time.Now().Add(longOutage[0] + time.Duration(rng.Int64N(int64(longOutage[1]-longOutage[0]))))
+		return m.name + " down until " + until.Format("15:04:05.000"), func(hctx context.Context) error {
+			sleep(hctx, time.Until(until))
+			return c.Restart(i)
+		}, nil
+	}
 	pause := func(leader bool) func(context.Context, *rand.Rand) (string, func(context.Context) error, error) {
 		return func(ctx context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {
 			i := victim(ctx, rng, leader)
@@ -587,6 +604,7 @@ func (c *Processes) Faults() []Fault {
 	return []Fault{
 		{Name: "kill", Inject: kill(false)},
 		{Name: "kill-leader", Inject: kill(true)},
+		{Name: "kill-long", Inject: killLong},
 		{Name: "pause", Inject: pause(false)},
 		{Name: "pause-leader", Inject: pause(true)},
 		{Name: "partition", Inject: func(_ context.Context, rng *rand.Rand) (string, func(context.Context) error, error) {

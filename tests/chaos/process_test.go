@@ -87,3 +87,55 @@ func TestProcesses(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessesLargeValues is tier 2 with the way production fails that
+// small values hide: every value is 64 KiB on the wire, the log is not
+// compacted for 10,000 entries (etcd's default), and members are killed
+// and kept down for several seconds (kill-long) while the others take
+// writes, so that they come back far behind and catch up from the
+// leader's log under load; leaders are killed and paused as well.
+func TestProcessesLargeValues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes; skipped in -short")
+	}
+	d := runDuration(t, 12*time.Second)
+	seeds := seeds(t, "process")
+	bin := synodBinary(t)
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			ctx := context.Background()
+			dir, err := os.MkdirTemp("", "synod-chaos-large-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := StartProcesses(ctx, bin, dir, 3, seed, "--snapshot-count", "10000")
+			if err != nil {
+				os.RemoveAll(dir)
+				t.Fatal(err)
+			}
+			defer func() {
+				c.Close()
+				os.RemoveAll(dir)
+			}()
+			var faults []Fault
+			for _, f := range c.Faults() {
+				switch f.Name {
+				case "kill-long", "kill-leader", "pause-leader", "slow-member":
+					faults = append(faults, f)
+				}
+			}
+			rep, err := Run(ctx, c, Config{
+				Name: "process-large/3", Seed: seed, Duration: d,
+				Clients: 6, Keys: 5, Watchers: 2, OpTimeout: 3 * time.Second, ValueBytes: 64 << 10,
+				Faults: faults, FaultGap: [2]time.Duration{300 * time.Millisecond, time.Second}, FaultHold: [2]time.Duration{700 * time.Millisecond, 2 * time.Second},
+				Script:       shortScript("kill-long", "kill-leader"),
+				ArtifactsDir: artifactsDir(), Replay: replay("TestProcessesLargeValues", seed, d), Logf: t.Logf,
+			})
+			c.Close()
+			if rep != nil && rep.Dir != "" {
+				os.Rename(dir, filepath.Join(rep.Dir, "data"))
+			}
+			report(t, rep, err)
+		})
+	}
+}

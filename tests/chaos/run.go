@@ -57,6 +57,10 @@ type Config struct {
 	// Keys is the number of keys (at most MaxKeys).
 	Keys int
 	Mix  Mix
+	// ValueBytes, if set, pads every value written to this size, so that
+	// the members move large values (a long-down member then has hundreds
+	// of MB to catch up on) while the checks see the short values.
+	ValueBytes int
 	// OpTimeout bounds each operation; an operation that fails or times
 	// out is recorded with an unknown outcome.
 	OpTimeout time.Duration
@@ -172,6 +176,7 @@ func Run(ctx context.Context, cl Cluster, cfg Config) (*Report, error) {
 	began := time.Now()
 	rep := &Report{Name: cfg.Name, Seed: cfg.Seed}
 	ks := newKeyspace("/chaos/", cfg.Keys)
+	ks.pad = cfg.ValueBytes
 	ks.leaseBase = 1<<40 + int64(cfg.Seed%1_000_000)*16
 
 	// The key space starts empty: read its revision.
@@ -668,7 +673,7 @@ func checkAckedByReads(ctx context.Context, eps []string, ks *keyspace, recs []R
 					bad = append(bad, fmt.Sprintf("read back %s at %d on %s: %v", ks.keys[op.Key], r.Resp.Rev, ep, err))
 					break
 				}
-				if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != op.Value || resp.Kvs[0].ModRevision != r.Resp.Rev {
+				if len(resp.Kvs) != 1 || ks.unwire(resp.Kvs[0].Value) != op.Value || resp.Kvs[0].ModRevision != r.Resp.Rev {
 					bad = append(bad, fmt.Sprintf("member %s lost the acknowledged put %s=%q at revision %d (reads %v)", ep, ks.keys[op.Key], op.Value, r.Resp.Rev, resp.Kvs))
 				}
 			}

@@ -117,7 +117,7 @@ func (ks *keyspace) events(in []*clientv3.Event) []Event {
 		if e.Type == mvccpb.DELETE {
 			ev.Delete = true
 		} else {
-			ev.Value, ev.Create, ev.Ver = string(e.Kv.Value), e.Kv.CreateRevision, e.Kv.Version
+			ev.Value, ev.Create, ev.Ver = ks.unwire(e.Kv.Value), e.Kv.CreateRevision, e.Kv.Version
 		}
 		out = append(out, ev)
 	}

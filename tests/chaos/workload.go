@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -48,6 +49,30 @@ type keyspace struct {
 	keys      []string // full keys, in key order
 	short     []string // display names
 	leaseBase int64    // lease slot s is ID leaseBase+s
+	// pad, if not zero, is the size every value is padded to on the wire
+	// (Config.ValueBytes); the run sees the values unpadded.
+	pad int
+}
+
+// wire returns a value as it is written: padded to ks.pad bytes with a
+// zero byte and zeros, so that members store and ship large values while
+// histories, models and reports hold the short ones (values the
+// workload writes never contain a zero byte).
+func (ks *keyspace) wire(v string) string {
+	if ks.pad <= len(v) {
+		return v
+	}
+	b := make([]byte, ks.pad)
+	copy(b, v)
+	return string(b)
+}
+
+// unwire returns a value as the run knows it: without its padding.
+func (ks *keyspace) unwire(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
 }
 
 // leaseID is the lease ID of a slot+1.
@@ -88,7 +113,7 @@ func (ks *keyspace) index(key []byte) int {
 func (ks *keyspace) kvs(in []*mvccpb.KeyValue) []KV {
 	out := make([]KV, 0, len(in))
 	for _, kv := range in {
-		out = append(out, KV{Key: ks.index(kv.Key), Value: string(kv.Value), Mod: kv.ModRevision, Create: kv.CreateRevision, Version: kv.Version, Lease: ks.leaseSlot(kv.Lease)})
+		out = append(out, KV{Key: ks.index(kv.Key), Value: ks.unwire(kv.Value), Mod: kv.ModRevision, Create: kv.CreateRevision, Version: kv.Version, Lease: ks.leaseSlot(kv.Lease)})
 	}
 	return out
 }
@@ -361,7 +386,7 @@ func execute(ctx context.Context, cli *clientv3.Client, ks *keyspace, req *Reque
 			if op.Lease > 0 {
 				opts = append(opts, clientv3.WithLease(clientv3.LeaseID(ks.leaseID(op.Lease))))
 			}
-			r, err := cli.Put(ctx, ks.keys[op.Key], op.Value, opts...)
+			r, err := cli.Put(ctx, ks.keys[op.Key], ks.wire(op.Value), opts...)
 			if err != nil {
 				return Response{}, "", err
 			}
@@ -407,7 +432,7 @@ func execute(ctx context.Context, cli *clientv3.Client, ks *keyspace, req *Reque
 		case CmpVersion:
 			cmps = append(cmps, clientv3.Compare(clientv3.Version(key), rel, c.Num))
 		case CmpValue:
-			cmps = append(cmps, clientv3.Compare(clientv3.Value(key), rel, c.Value))
+			cmps = append(cmps, clientv3.Compare(clientv3.Value(key), rel, ks.wire(c.Value)))
 		}
 	}
 	r, err := cli.Txn(ctx).If(cmps...).Then(clientOps(ks, req.Then)...).Else(clientOps(ks, req.Else)...).Commit()
@@ -437,7 +462,7 @@ func clientOps(ks *keyspace, ops []Op) []clientv3.Op {
 		case OpRange:
 			out = append(out, clientv3.OpGet(ks.prefix, clientv3.WithPrefix()))
 		case OpPut:
-			out = append(out, clientv3.OpPut(ks.keys[op.Key], op.Value))
+			out = append(out, clientv3.OpPut(ks.keys[op.Key], ks.wire(op.Value)))
 		case OpDelete:
 			out = append(out, clientv3.OpDelete(ks.keys[op.Key]))
 		case OpDeleteRange:
