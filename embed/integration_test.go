@@ -179,6 +179,38 @@ func TestSnapshotCatchUp(t *testing.T) {
 	})
 }
 
+// TestSnapshotByLogBytes checks the byte bounds on the raft log: with
+// large values a snapshot is taken once SnapshotLogBytes were applied,
+// long before SnapshotCount entries, the entries kept behind it are
+// bounded by SnapshotCatchUpBytes, and a member that was down meanwhile
+// catches up by snapshot, not by a replay of the whole log.
+func TestSnapshotByLogBytes(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *server.Config) {
+		cfg.SnapshotLogBytes = 2 << 20
+		cfg.SnapshotCatchUpBytes = 512 << 10
+	})
+	ctx := ctxT(t)
+	li := c.leaderIndex()
+	down := (li + 1) % 3
+	c.stop(down)
+	cli := c.client(li)
+	for i := range 60 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("b%03d", i), strings.Repeat("v", 100<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a snapshot on the leader, triggered by the log's bytes", func() bool {
+		snaps, _ := filepath.Glob(filepath.Join(c.members[li].dir, "member", "snap", "*.snap"))
+		return len(snaps) > 0
+	})
+	rev := mustRev(t, cli)
+	c.restart(down)
+	waitFor(t, "the restarted member to catch up", func() bool {
+		resp, err := c.client(down).Get(ctx, "b", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 60 && resp.Header.Revision >= rev
+	})
+}
+
 // TestMembershipChanges adds a learner, promotes it once it caught up,
 // and removes an original member.
 func TestMembershipChanges(t *testing.T) {

@@ -50,6 +50,9 @@ type Options struct {
 	// catches up from the log instead of receiving the whole snapshot.
 	// After a restart the log starts at the snapshot again.
 	CatchUpEntries uint64
+	// CatchUpBytes, if not zero, also bounds those entries by their
+	// payload bytes: a follower further behind gets the snapshot.
+	CatchUpBytes uint64
 	// IsNoSnapshot tells "no snapshot yet" from other LoadNewest errors.
 	IsNoSnapshot func(error) bool
 	// Logger; nil means slog.Default().
@@ -365,6 +368,9 @@ func (s *Store) saveSnapshot(meta pb.SnapshotMetadata, data io.Reader, replace b
 		return nil
 	}
 	keep := min(s.opts.CatchUpEntries, meta.Index)
+	if s.opts.CatchUpBytes > 0 {
+		keep = s.w.TailWithin(meta.Index, keep, s.opts.CatchUpBytes)
+	}
 	s.first = max(s.first, meta.Index+1-keep)
 	// Keep the entry before first too: raft asks for its term.
 	s.w.ReleaseTo(s.first - 1)

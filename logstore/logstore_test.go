@@ -374,3 +374,30 @@ func TestTermBeforeFirstAfterEarlySnapshot(t *testing.T) {
 		t.Fatalf("term before it: %v, want ErrCompacted", err)
 	}
 }
+
+// TestCatchUpBytesBoundEntriesKept checks that CatchUpBytes bounds the
+// entries a snapshot keeps behind it by their payload, before
+// CatchUpEntries does: with large entries, a follower further behind gets
+// the snapshot instead of a long replay.
+func TestCatchUpBytesBoundEntriesKept(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	o := opts(0)
+	o.CatchUpEntries, o.CatchUpBytes = 100, 10_000
+	s, _, err := Open(dir, &memSnaps{}, nil, o)
+	must(t, err)
+	defer s.Close()
+	var all []pb.Entry
+	for i := uint64(1); i <= 200; i++ {
+		all = append(all, pb.Entry{Index: i, Term: 1, Data: make([]byte, 1000)})
+	}
+	must(t, s.Save(pb.HardState{Term: 1, Commit: 200}, all, true))
+	must(t, s.CreateSnapshot(pb.SnapshotMetadata{Index: 150, Term: 1}, bytes.NewReader(nil)))
+	// Ten entries of 1000 bytes fit in 10,000: 141..150 stay.
+	if first, _ := s.FirstIndex(); first != 141 {
+		t.Fatalf("first index %d after a snapshot at 150 keeping 10,000 bytes of 1000-byte entries; want 141", first)
+	}
+	if _, err := s.Entries(140, 150, ^uint64(0)); !errors.Is(err, raft.ErrCompacted) {
+		t.Fatalf("entries beyond the bytes kept: %v, want ErrCompacted", err)
+	}
+	checkRange(t, s, 141, 201, all[140:])
+}

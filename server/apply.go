@@ -51,6 +51,7 @@ func (s *Server) applyJob(j applyJob) error {
 		if e.Index <= last && j.snapshot != nil {
 			continue // covered by the snapshot just installed
 		}
+		s.logBytes += e.PayloadSize()
 		if e.Term > s.appliedTerm {
 			// The first entry of a new term: proposals made under older
 			// terms and still waiting were not in the new leader's log
@@ -533,8 +534,8 @@ func containsID(ids []uint64, id uint64) bool {
 	return false
 }
 
-// maybeSnapshot compacts the raft log once SnapshotCount entries were
-// applied since the last snapshot. The key space in Pebble is itself the
+// maybeSnapshot compacts the raft log once SnapshotCount entries, or
+// SnapshotLogBytes of them, were applied since the last snapshot. The key space in Pebble is itself the
 // durable state machine, so the snapshot recorded locally is metadata
 // only (its cost does not grow with the key space): a background
 // goroutine syncs the key space, which makes everything applied so far
@@ -542,9 +543,10 @@ func containsID(ids []uint64, id uint64) bool {
 // it. A follower that needs a snapshot gets the key space as it is when
 // the snapshot is sent (see peerHandler.OpenSnapshot).
 func (s *Server) maybeSnapshot(applied uint64) {
-	if applied-s.snapIndex < s.cfg.SnapshotCount || s.snapshotting.Load() {
+	if applied-s.snapIndex < s.cfg.SnapshotCount && s.logBytes < s.cfg.SnapshotLogBytes || s.snapshotting.Load() {
 		return
 	}
+	s.logBytes = 0
 	meta := raftpb.SnapshotMetadata{Index: applied, Term: s.appliedTerm, ConfState: s.confState}
 	s.snapIndex = meta.Index
 	s.snapshotting.Store(true)

@@ -31,6 +31,13 @@ type Config struct {
 	// behind a snapshot so that slightly lagging followers catch up from
 	// the log, not with a whole snapshot.
 	SnapshotCatchUpEntries uint64
+	// SnapshotLogBytes also takes a snapshot once this many bytes of
+	// entries were applied since the last one, and SnapshotCatchUpBytes
+	// bounds the entries kept behind a snapshot by their bytes too: with
+	// large values, 10,000 entries are gigabytes of log to keep on disk
+	// and to replay to a follower, where the key space they built may be
+	// far smaller. etcd bounds them by count only.
+	SnapshotLogBytes, SnapshotCatchUpBytes uint64
 	// MaxSnapshots and MaxWALs bound the files kept (0 keeps all).
 	MaxSnapshots, MaxWALs int
 
@@ -103,6 +110,8 @@ type Disks struct {
 const (
 	DefaultSnapshotCount          = 10000
 	DefaultSnapshotCatchUpEntries = 5000
+	DefaultSnapshotLogBytes       = 512 << 20
+	DefaultSnapshotCatchUpBytes   = 128 << 20
 	DefaultHeartbeatInterval      = 100 * time.Millisecond
 	DefaultElectionTimeout        = 1000 * time.Millisecond
 	DefaultQuotaBackendBytes      = 2 << 30
@@ -132,6 +141,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.SnapshotCatchUpEntries == 0 {
 		c.SnapshotCatchUpEntries = min(DefaultSnapshotCatchUpEntries, c.SnapshotCount)
+	}
+	if c.SnapshotLogBytes == 0 {
+		c.SnapshotLogBytes = DefaultSnapshotLogBytes
+	}
+	if c.SnapshotCatchUpBytes == 0 {
+		c.SnapshotCatchUpBytes = DefaultSnapshotCatchUpBytes
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval

@@ -103,6 +103,7 @@ type Server struct {
 	confState    raftpb.ConfState
 	appliedTerm  uint64
 	snapIndex    uint64
+	logBytes     uint64   // entry bytes applied since the last snapshot
 	initialPeers []Member // new cluster: transport peers before their conf changes apply
 }
 
@@ -225,6 +226,7 @@ func (s *Server) open(peerLn net.Listener) error {
 	s.logs, recorded, err = logstore.Open(s.cfg.WALDir, s.snaps, metaBytes, logstore.Options{
 		WAL:            wal.Options{MaxSegments: maxWALs, Logger: s.lg, FS: walFS},
 		CatchUpEntries: s.cfg.SnapshotCatchUpEntries,
+		CatchUpBytes:   s.cfg.SnapshotCatchUpBytes,
 		IsNoSnapshot:   func(err error) bool { return errors.Is(err, snap.ErrNoSnapshot) },
 		Logger:         s.lg,
 	})

@@ -94,6 +94,22 @@ func (w *WAL) ReadEntries(lo, hi, maxSize uint64) ([]pb.Entry, error) {
 	return ents, nil
 }
 
+// TailWithin returns how many of the n entries up to and including
+// index (at most) fit in maxBytes of payload, counting back from index:
+// entries the WAL does not hold end the count.
+func (w *WAL) TailWithin(index, n, maxBytes uint64) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var k, size uint64
+	for ; k < n && index-k >= w.idx.first && index-k <= w.idx.last() && !w.idx.empty(); k++ {
+		size += uint64(w.idx.at(index - k).size)
+		if size > maxBytes {
+			break
+		}
+	}
+	return k
+}
+
 // Term returns the term of entry i, from memory, if the WAL holds the
 // entry (see ReleaseTo).
 func (w *WAL) Term(i uint64) (uint64, bool) {
