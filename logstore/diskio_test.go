@@ -10,7 +10,9 @@ import (
 	"github.com/synod-db/synod/wal"
 )
 
-// countingFS counts the opens of WAL files and the bytes read from them.
+// countingFS counts the opens of WAL files for reading (not the
+// preparation of the next segment, which runs in the background) and the
+// bytes read from them.
 type countingFS struct {
 	wal.OSFS
 	opens, bytesRead atomic.Int64
@@ -21,7 +23,9 @@ func (c *countingFS) OpenFile(name string, flag int, perm os.FileMode) (wal.File
 	if err != nil {
 		return nil, err
 	}
-	c.opens.Add(1)
+	if flag == os.O_RDONLY {
+		c.opens.Add(1)
+	}
 	return countingFile{f, c}, nil
 }
 

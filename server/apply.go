@@ -543,7 +543,9 @@ func containsID(ids []uint64, id uint64) bool {
 // it. A follower that needs a snapshot gets the key space as it is when
 // the snapshot is sent (see peerHandler.OpenSnapshot).
 func (s *Server) maybeSnapshot(applied uint64) {
-	if applied-s.snapIndex < s.cfg.SnapshotCount && s.logBytes < s.cfg.SnapshotLogBytes || s.snapshotting.Load() {
+	byCount := applied-s.snapIndex >= s.cfg.SnapshotCount
+	byBytes := s.cfg.SnapshotLogBytes > 0 && s.logBytes >= s.cfg.SnapshotLogBytes
+	if !byCount && !byBytes || s.snapshotting.Load() {
 		return
 	}
 	s.logBytes = 0
