@@ -72,7 +72,7 @@ type Options struct {
 	FS vfs.FS
 	// OnNoSpace, if set, is called with the file's name when a write to
 	// the store's files fails for lack of space, before Pebble sees the
-	// failure (see noSpaceFS for why). It should end the process; if it
+	// failure (see diskFS for why). It should end the process; if it
 	// returns, the error goes on to Pebble.
 	OnNoSpace func(path string, err error)
 }
