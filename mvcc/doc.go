@@ -17,10 +17,11 @@
 //
 //	r<main 8B BE><sub 8B BE>               -> record   (history, in revision order)
 //	k<escaped key>\x00\x01<main><sub>      -> record without its value (key index, per key by revision)
-//	c<key>                                 -> <main><sub> record (the live version of each key)
-//	m/rev, m/compacted, m/consistent_index -> 8-byte big-endian metadata
-//	m/format                               -> 1: the c space exists
-//	m/logical_size                         -> 8-byte big-endian: the bytes of the r space (see LogicalSize)
+//	c<key>                                 -> <main><sub> record (the live version of each key;
+//	                                          from 4 KiB, the record without its value, in the r space)
+//	m/rev, m/compacted, m/consistent_index -> 8-byte big-endian metadata;
+//	                                          m/rev then the logical size (see LogicalSize)
+//	m/format                               -> 1: the c space exists; 2: it may refer to the r space
 //	m/lease/<id 8B BE>                     -> lease record (format, TTL, remaining TTL)
 //	m/app/<name>                           -> the server's metadata (members, alarms)
 //

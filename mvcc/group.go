@@ -134,18 +134,13 @@ func (g *WriteGroup) Commit() error {
 	if s.db == nil {
 		return ErrClosed
 	}
-	if g.rev != s.rev {
-		if err := putMeta(g.b, metaRev, uint64(g.rev)); err != nil {
+	if g.rev != s.rev || g.logical != s.logical.Load() {
+		if err := putRev(g.b, g.rev, g.logical); err != nil {
 			return err
 		}
 	}
 	if g.ci != s.ci {
 		if err := putMeta(g.b, metaConsIndex, g.ci); err != nil {
-			return err
-		}
-	}
-	if g.logical != s.logical.Load() {
-		if err := putMeta(g.b, metaLogical, uint64(g.logical)); err != nil {
 			return err
 		}
 	}

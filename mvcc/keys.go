@@ -24,13 +24,24 @@ var (
 	metaCompacted = []byte("m/compacted")
 	metaConsIndex = []byte("m/consistent_index")
 	metaFormat    = []byte("m/format")
-	metaLogical   = []byte("m/logical_size")
 )
 
 // formatCurrent is the m/format value of a store that keeps the c space.
 // Stores of format 1 may hold k space records with their values inline
 // (written before values moved to the r space only); readers take both.
-const formatCurrent = 1
+// Format 2 adds c space records of large values that refer to the r space
+// (see largeValue), which a reader of format 1 would take for empty
+// values: a store of a newer format than the binary's is refused.
+const formatCurrent = 2
+
+// largeValue is the size from which a live version's value is kept in
+// the history (r space) only, its c space record referring to it: a
+// large value is then written once to Pebble, not twice, which halves the
+// bytes its logs, flushes and compactions move and the disk it takes,
+// for one more point lookup when it is read at the current revision,
+// small next to copying the value. Smaller values stay in both, so that
+// reading them is one lookup.
+const largeValue = 4 << 10
 
 // curKey is key's entry in the c space.
 func curKey(key []byte) []byte {
@@ -192,6 +203,15 @@ func decodeRecord(b []byte, copyBytes bool) (record, error) {
 		r.value = append([]byte(nil), r.value...)
 	}
 	return r, nil
+}
+
+// encodeCurrent appends the record's c space form (after the revision):
+// the whole record, or for a large value its reference form.
+func (r *record) encodeCurrent(dst []byte) []byte {
+	if len(r.value) >= largeValue {
+		return r.encodeRef(dst)
+	}
+	return r.encode(dst)
 }
 
 // encodeRef appends the record's k space form: everything but the value,

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -109,6 +110,16 @@ func (m *model) rangeAt(key, end string, rev int64) ([]KeyValue, error) {
 
 var modelKeys = []string{"a", "a\x00", "a\x00b", "ab", "b", "ba", "c", "\x00", "\xff", "\xff\x00"}
 
+// randValue returns a short value, or a quarter of the time one of at
+// least largeValue bytes, which the c space keeps by reference.
+func randValue(r *rand.Rand) string {
+	v := fmt.Sprint(r.Intn(1000))
+	if r.Intn(4) == 0 {
+		v += strings.Repeat("x", largeValue+r.Intn(100))
+	}
+	return v
+}
+
 func randKey(r *rand.Rand) string { return modelKeys[r.Intn(len(modelKeys))] }
 
 func randRange(r *rand.Rand) (string, string) {
@@ -150,7 +161,7 @@ func TestModel(t *testing.T) {
 		raftIndex++
 		switch op := r.Intn(100); {
 		case op < 40: // put
-			k, v, l := randKey(r), fmt.Sprint(r.Intn(1000)), int64(r.Intn(3))
+			k, v, l := randKey(r), randValue(r), int64(r.Intn(3))
 			mt := m.begin()
 			mt.put(k, v, l)
 			mt.commit()
@@ -172,7 +183,7 @@ func TestModel(t *testing.T) {
 			rev, _, err := s.Write(raftIndex, func(tx *WriteTxn) error {
 				for i := r.Intn(4) + 1; i > 0; i-- {
 					if r.Intn(3) > 0 {
-						k, v := randKey(r), fmt.Sprint(r.Intn(1000))
+						k, v := randKey(r), randValue(r)
 						mt.put(k, v, 0)
 						if _, err := tx.Put([]byte(k), []byte(v), 0, PutOptions{}); err != nil {
 							return err

@@ -182,12 +182,16 @@ func (s *Store) loadMeta() error {
 	s.logical.Store(-1)
 	for _, m := range []struct {
 		k []byte
-		f func(uint64)
+		f func([]byte)
 	}{
-		{metaRev, func(v uint64) { s.rev = int64(v) }},
-		{metaCompacted, func(v uint64) { s.compacted = int64(v) }},
-		{metaConsIndex, func(v uint64) { s.ci = v }},
-		{metaLogical, func(v uint64) { s.logical.Store(int64(v)) }},
+		{metaRev, func(v []byte) {
+			s.rev = int64(binary.BigEndian.Uint64(v))
+			if len(v) == 16 {
+				s.logical.Store(int64(binary.BigEndian.Uint64(v[8:])))
+			}
+		}},
+		{metaCompacted, func(v []byte) { s.compacted = int64(binary.BigEndian.Uint64(v)) }},
+		{metaConsIndex, func(v []byte) { s.ci = binary.BigEndian.Uint64(v) }},
 	} {
 		v, c, err := s.db.Get(m.k)
 		if errors.Is(err, pebble.ErrNotFound) {
@@ -196,11 +200,11 @@ func (s *Store) loadMeta() error {
 		if err != nil {
 			return err
 		}
-		if len(v) != 8 {
+		if len(v) != 8 && !(len(v) == 16 && bytes.Equal(m.k, metaRev)) {
 			c.Close()
 			return fmt.Errorf("%w: metadata %q", ErrCorrupt, m.k)
 		}
-		m.f(binary.BigEndian.Uint64(v))
+		m.f(v)
 		c.Close()
 	}
 	if s.logical.Load() < 0 {
@@ -243,6 +247,14 @@ func (s *Store) measureLogical() (int64, error) {
 
 func putMeta(b *pebble.Batch, k []byte, v uint64) error {
 	return b.Set(k, binary.BigEndian.AppendUint64(nil, v), nil)
+}
+
+// putRev records the revision and the logical size together in m/rev:
+// a write that adds history always makes a revision, so one key serves
+// both. Stores written before the size was kept have 8 bytes there.
+func putRev(b *pebble.Batch, rev, logical int64) error {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(rev))
+	return b.Set(metaRev, binary.BigEndian.AppendUint64(v, uint64(logical)), nil)
 }
 
 // Close closes the store, after waiting for Snapshot streams in
@@ -357,6 +369,11 @@ func (s *Store) rangeCurrent(key []byte, opts *RangeOptions) (RangeResult, error
 	if opts.CountOnly || !passFilters(opts, r.create, mod.main) {
 		return res, nil
 	}
+	if !opts.KeysOnly {
+		if err := r.loadValue(s.db, mod); err != nil {
+			return RangeResult{}, err
+		}
+	}
 	res.KVs = []KeyValue{r.kv(mod, opts.KeysOnly)}
 	return res, nil
 }
@@ -364,9 +381,17 @@ func (s *Store) rangeCurrent(key []byte, opts *RangeOptions) (RangeResult, error
 // ensureCurrentSpace builds the c space of a store written before it
 // existed (m/format missing): the newest live version of every key.
 func (s *Store) ensureCurrentSpace() error {
-	_, c, err := s.db.Get(metaFormat)
+	v, c, err := s.db.Get(metaFormat)
 	if err == nil {
-		return c.Close()
+		defer c.Close()
+		switch f := binary.BigEndian.Uint64(append(make([]byte, 8-min(len(v), 8)), v...)); {
+		case f > formatCurrent:
+			return fmt.Errorf("the key space in %s has format %d, newer than this synod's %d: it was written by a newer synod; run that one", s.dir, f, formatCurrent)
+		case f < formatCurrent:
+			// Format 1 is read as it is; newer records come as written.
+			return s.db.Set(metaFormat, binary.BigEndian.AppendUint64(nil, formatCurrent), pebble.Sync)
+		}
+		return nil
 	}
 	if !errors.Is(err, pebble.ErrNotFound) {
 		return err
@@ -507,6 +532,11 @@ func rangeLive(rd reader, key, end []byte, res *RangeResult, opts *RangeOptions,
 		mod := decodeRev(v[:16])
 		if filtered && !passFilters(opts, r.create, mod.main) {
 			continue
+		}
+		if !opts.KeysOnly {
+			if err := r.loadValue(rd, mod); err != nil {
+				return err
+			}
 		}
 		res.KVs = append(res.KVs, r.kv(mod, opts.KeysOnly))
 	}
@@ -695,7 +725,11 @@ func (tx *WriteTxn) latest(key []byte) (record, revision, bool, error) {
 	if err != nil {
 		return record{}, revision{}, false, err
 	}
-	return r, decodeRev(v[:16]), true, nil
+	rev := decodeRev(v[:16])
+	if err := r.loadValue(tx.b, rev); err != nil {
+		return record{}, revision{}, false, err
+	}
+	return r, rev, true, nil
 }
 
 // write stores one change at the next sub-revision.
@@ -716,10 +750,15 @@ func (tx *WriteTxn) write(r *record) (revision, error) {
 		return rev, err
 	}
 	s.keyBuf = append(append(s.keyBuf[:0], prefixCur), r.key...)
-	if err := setCurrent(tx.b, s.keyBuf, s.valBuf, r.tombstone); err != nil {
+	cur := s.valBuf
+	if len(r.value) >= largeValue {
+		cur = r.encodeCurrent(appendRev(s.refBuf[:0], rev))
+		s.refBuf = cur
+	}
+	if err := setCurrent(tx.b, s.keyBuf, cur, r.tombstone); err != nil {
 		return rev, err
 	}
-	tx.g.wroteCurrent(s.keyBuf, s.valBuf, r.tombstone)
+	tx.g.wroteCurrent(s.keyBuf, cur, r.tombstone)
 	s.hot.written(r.key)
 	tx.sub++
 	return rev, nil
@@ -926,7 +965,7 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 	if err := putMeta(b, metaCompacted, uint64(rev)); err != nil {
 		return err
 	}
-	if err := putMeta(b, metaLogical, uint64(logical)); err != nil {
+	if err := putRev(b, s.rev, logical); err != nil {
 		return err
 	}
 	if raftIndex != 0 {
