@@ -121,37 +121,70 @@ func TestLaggingMemberCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lagger.Close()
-	var lat []time.Duration
-	var caughtUp time.Duration
 	const (
 		putTimeout   = 5 * time.Second
 		catchUpBound = 60 * time.Second
 	)
-	for k := 0; caughtUp == 0; k++ {
+	// One put every 200 ms, and Status of the two up-to-date members,
+	// while the catch-up is watched on its own every 50 ms.
+	var (
+		mu     sync.Mutex
+		lat    []time.Duration
+		putErr error
+	)
+	stopPuts := make(chan struct{})
+	putsDone := make(chan struct{})
+	go func() {
+		defer close(putsDone)
+		for k := 0; ; k++ {
+			pctx, cancel := context.WithTimeout(ctx, putTimeout)
+			t0 := time.Now()
+			_, err := writers.Put(pctx, "/trickle", strconv.Itoa(k))
+			cancel()
+			d := time.Since(t0)
+			if err != nil {
+				err = fmt.Errorf("put %d during the catch-up, %v after the restart: %w", k, time.Since(restarted).Round(time.Millisecond), err)
+			}
+			for _, ep := range []string{c.ClientAddr(0), c.ClientAddr(1)} {
+				sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				if _, serr := writers.Status(sctx, ep); serr != nil && err == nil {
+					err = fmt.Errorf("status of %s during the catch-up: %w", ep, serr)
+				}
+				cancel()
+			}
+			mu.Lock()
+			lat = append(lat, d)
+			if err != nil && putErr == nil {
+				putErr = err
+			}
+			mu.Unlock()
+			select {
+			case <-stopPuts:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	var caughtUp time.Duration
+	for caughtUp == 0 {
 		if time.Since(restarted) > catchUpBound {
 			t.Fatalf("member 2 did not catch up to revision %d within %v of its restart", target, catchUpBound)
 		}
-		pctx, cancel := context.WithTimeout(ctx, putTimeout)
-		t0 := time.Now()
-		_, err := writers.Put(pctx, "/trickle", strconv.Itoa(k))
-		cancel()
-		if err != nil {
-			t.Fatalf("put %d during the catch-up, %v after the restart: %v", k, time.Since(restarted).Round(time.Millisecond), err)
-		}
-		lat = append(lat, time.Since(t0))
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		for _, ep := range []string{c.ClientAddr(0), c.ClientAddr(1)} {
-			if _, err := writers.Status(sctx, ep); err != nil {
-				cancel()
-				t.Fatalf("status of %s during the catch-up: %v", ep, err)
-			}
-		}
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		st, err := lagger.Status(sctx, c.ClientAddr(2))
 		cancel()
 		if err == nil && st.Header.Revision >= target {
 			caughtUp = time.Since(restarted)
 		}
-		sleep(ctx, 200*time.Millisecond)
+		if err == nil && os.Getenv("TRACE") != "" {
+			t.Logf("TRACE %v raft %d applied %d rev %d", time.Since(restarted).Round(time.Millisecond), st.RaftIndex, st.RaftAppliedIndex, st.Header.Revision)
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
+	close(stopPuts)
+	<-putsDone
+	if putErr != nil {
+		t.Fatal(putErr)
 	}
 	slices.Sort(lat)
 	t.Logf("member 2 caught up in %v; %d puts meanwhile: median %v, max %v",
