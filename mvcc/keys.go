@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -52,10 +51,6 @@ func curKey(key []byte) []byte {
 // revision is a (main, sub) revision pair.
 type revision struct {
 	main, sub int64
-}
-
-func (a revision) less(b revision) bool {
-	return a.main < b.main || (a.main == b.main && a.sub < b.sub)
 }
 
 func appendRev(dst []byte, r revision) []byte {
@@ -279,5 +274,3 @@ func (r *record) kv(rev revision, keysOnly bool) KeyValue {
 	}
 	return kv
 }
-
-var maxRev = revision{math.MaxInt64, math.MaxInt64}

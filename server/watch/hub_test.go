@@ -202,16 +202,19 @@ func TestCompactedStart(t *testing.T) {
 // which are an exact prefix of what it asked for.
 func TestCompactedWhileBehind(t *testing.T) {
 	e := newEnv(t, Options{StreamMaxResponses: 2, RecentRevisions: 1})
-	var gate sync.Mutex
-	gate.Lock()
-	c := collect(e.hub.NewStream(), func() { gate.Lock(); gate.Unlock() })
+	// The collector takes one response, then waits for the gate.
+	gate := make(chan struct{})
+	c := collect(e.hub.NewStream(), func() { <-gate })
 	defer c.close()
 	id := mustWatch(t, c.st, Request{Key: []byte("k")})
+	// The puts must find the "created" response taken and the collector
+	// stuck behind it, or the stream's queue holds it among the events.
+	waitFor(t, "the created response", func() bool { return len(c.of(id)) == 1 })
 	for i := range 30 {
 		e.put("k", fmt.Sprint(i))
 	}
 	e.compact(25)
-	gate.Unlock()
+	close(gate)
 	waitFor(t, "cancellation", func() bool {
 		rs := c.of(id)
 		return len(rs) > 0 && rs[len(rs)-1].Canceled

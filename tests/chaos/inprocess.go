@@ -184,19 +184,6 @@ func (c *InProcess) Endpoints() ([]string, uint64) {
 	return eps, c.gen
 }
 
-// running returns the members that are up.
-func (c *InProcess) running() []int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var up []int
-	for i, m := range c.members {
-		if m.m != nil {
-			up = append(up, i)
-		}
-	}
-	return up
-}
-
 // Leader returns the index of the member a running member believes leads
 // (-1 if none knows).
 func (c *InProcess) Leader() int {
