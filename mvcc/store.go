@@ -2,9 +2,11 @@ package mvcc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"sort"
@@ -43,18 +45,34 @@ type Store struct {
 	hot *hotReads // current values of recently read keys
 }
 
-// quietLogger drops Pebble's informational logs.
-type quietLogger struct{}
+// pebbleLogger passes Pebble's logs on: its informational ones (every
+// flush and compaction) at debug level, its background errors (a failed
+// flush or compaction, a table it cannot delete) at error level, where an
+// operator sees them. A nil logger drops them.
+type pebbleLogger struct{ lg *slog.Logger }
 
-// Infof drops the message.
-func (quietLogger) Infof(string, ...interface{}) {}
+// Infof logs at debug level.
+func (l pebbleLogger) Infof(format string, args ...interface{}) {
+	if l.lg != nil && l.lg.Enabled(context.Background(), slog.LevelDebug) {
+		l.lg.Debug("pebble: " + fmt.Sprintf(format, args...))
+	}
+}
 
-// Errorf drops the message.
-func (quietLogger) Errorf(string, ...interface{}) {}
+// Errorf logs at error level.
+func (l pebbleLogger) Errorf(format string, args ...interface{}) {
+	if l.lg != nil {
+		l.lg.Error("pebble: " + fmt.Sprintf(format, args...))
+	}
+}
 
-// Fatalf panics: Pebble calls it only on unrecoverable corruption.
-func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
+// Fatalf logs and panics: Pebble calls it only on unrecoverable
+// corruption.
+func (l pebbleLogger) Fatalf(format string, args ...interface{}) {
+	msg := fmt.Sprintf(format, args...)
+	if l.lg != nil {
+		l.lg.Error("pebble: fatal: " + msg)
+	}
+	panic(msg)
 }
 
 // DefaultCacheSize is the Pebble block cache size used when
@@ -75,6 +93,9 @@ type Options struct {
 	// failure (see diskFS for why). It should end the process; if it
 	// returns, the error goes on to Pebble.
 	OnNoSpace func(path string, err error)
+	// Logger receives the storage engine's logs (see pebbleLogger); nil
+	// drops them.
+	Logger *slog.Logger
 }
 
 // fs returns the file system the options name.
@@ -132,7 +153,7 @@ const (
 // pebbleOptions returns the database options for o.
 func pebbleOptions(o Options) *pebble.Options {
 	po := &pebble.Options{
-		Logger:                quietLogger{},
+		Logger:                pebbleLogger{o.Logger},
 		CacheSize:             o.CacheSize,
 		FS:                    o.fs(),
 		MemTableSize:          memTableSize,

@@ -177,7 +177,7 @@ func (s *Server) open(peerLn net.Listener) error {
 	}
 	var err error
 	var walFS wal.FS = wal.OSFS{}
-	kvOpts := mvcc.Options{OnNoSpace: s.noSpace}
+	kvOpts := mvcc.Options{OnNoSpace: s.noSpace, Logger: s.lg.With("component", "kv")}
 	if d := s.cfg.Disks; d != nil {
 		walFS, kvOpts.FS = d.WAL, d.KV
 	}
