@@ -30,8 +30,8 @@ import (
 type Snapshots interface {
 	// SaveFrom durably saves a snapshot, streaming its data.
 	SaveFrom(meta pb.SnapshotMetadata, data io.Reader) error
-	// LoadNewest returns the newest valid snapshot, or an error wrapping
-	// errNoSnapshot (see Options.IsNoSnapshot).
+	// LoadNewest returns the newest valid snapshot, or an error that
+	// Options.IsNoSnapshot recognizes as "no snapshot yet".
 	LoadNewest() (pb.SnapshotMetadata, io.ReadCloser, error)
 }
 

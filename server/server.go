@@ -13,8 +13,14 @@
 //   - the apply goroutine: the key space, the member list and the
 //     applied index; it triggers snapshots, which stream in the
 //     background;
+//   - the propose loop: hands the queued requests to raft in batches;
 //   - the read loop: one ReadIndex round at a time for all the reads that
 //     arrived meanwhile;
+//   - the lease loop: expires leases on the leader and checkpoints them;
+//   - publish (until this member's name and client URLs are in the
+//     cluster), hastenFirstElection (at start-up), the auto compaction
+//     loop (when configured), and short-lived ones that propose an alarm,
+//     look a peer up or take a snapshot; all stop with the member;
 //   - the transport's goroutines (peer streams, snapshot streams).
 package server
 

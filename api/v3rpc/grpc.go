@@ -1,5 +1,5 @@
 // Package v3rpc serves the etcd v3 API of a synod member: the gRPC
-// services KV, Cluster and Maintenance (and, later, Watch and Lease) plus
+// services KV, Watch, Lease, Cluster and Maintenance plus
 // /health, /version and /metrics over HTTP, all on the client port.
 //
 // The handlers are thin: they validate requests so that nothing malformed
