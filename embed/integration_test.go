@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/synod-db/synod/datadir"
 	"github.com/synod-db/synod/server"
 )
 
@@ -200,7 +201,7 @@ func TestSnapshotByLogBytes(t *testing.T) {
 		}
 	}
 	waitFor(t, "a snapshot on the leader, triggered by the log's bytes", func() bool {
-		snaps, _ := filepath.Glob(filepath.Join(c.members[li].dir, "member", "snap", "*.snap"))
+		snaps, _ := filepath.Glob(filepath.Join(datadir.New(c.members[li].dir, "").Snap(), "*.snap"))
 		return len(snaps) > 0
 	})
 	rev := mustRev(t, cli)

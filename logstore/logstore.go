@@ -22,6 +22,7 @@ import (
 
 	"github.com/synod-db/synod/raft"
 	pb "github.com/synod-db/synod/raft/raftpb"
+	"github.com/synod-db/synod/snap"
 	"github.com/synod-db/synod/wal"
 )
 
@@ -30,8 +31,8 @@ import (
 type Snapshots interface {
 	// SaveFrom durably saves a snapshot, streaming its data.
 	SaveFrom(meta pb.SnapshotMetadata, data io.Reader) error
-	// LoadNewest returns the newest valid snapshot, or an error that
-	// Options.IsNoSnapshot recognizes as "no snapshot yet".
+	// LoadNewest returns the newest valid snapshot, or an error wrapping
+	// snap.ErrNoSnapshot if there is none yet.
 	LoadNewest() (pb.SnapshotMetadata, io.ReadCloser, error)
 }
 
@@ -53,8 +54,6 @@ type Options struct {
 	// CatchUpBytes, if not zero, also bounds those entries by their
 	// payload bytes: a follower further behind gets the snapshot.
 	CatchUpBytes uint64
-	// IsNoSnapshot tells "no snapshot yet" from other LoadNewest errors.
-	IsNoSnapshot func(error) bool
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -102,16 +101,13 @@ func Open(walDir string, snaps Snapshots, metadata []byte, opts Options) (*Store
 	}
 	// Restarting reads back into memory only what the cache would hold.
 	opts.WAL.ReplayTailBytes = opts.CacheBytes
-	if opts.IsNoSnapshot == nil {
-		return nil, nil, errors.New("logstore: Options.IsNoSnapshot is required")
-	}
 	var meta pb.SnapshotMetadata
 	m, rc, err := snaps.LoadNewest()
 	switch {
 	case err == nil:
 		rc.Close()
 		meta = m
-	case opts.IsNoSnapshot(err):
+	case errors.Is(err, snap.ErrNoSnapshot):
 	default:
 		return nil, nil, fmt.Errorf("logstore: loading the newest snapshot: %w", err)
 	}

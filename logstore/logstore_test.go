@@ -11,10 +11,9 @@ import (
 
 	"github.com/synod-db/synod/raft"
 	pb "github.com/synod-db/synod/raft/raftpb"
+	"github.com/synod-db/synod/snap"
 	"github.com/synod-db/synod/wal"
 )
-
-var errNoSnap = errors.New("no snapshot")
 
 // memSnaps keeps snapshots in memory, standing in for package snap.
 type memSnaps struct {
@@ -34,7 +33,7 @@ func (m *memSnaps) SaveFrom(meta pb.SnapshotMetadata, r io.Reader) error {
 
 func (m *memSnaps) LoadNewest() (pb.SnapshotMetadata, io.ReadCloser, error) {
 	if !m.has {
-		return pb.SnapshotMetadata{}, nil, errNoSnap
+		return pb.SnapshotMetadata{}, nil, snap.ErrNoSnapshot
 	}
 	return m.meta, io.NopCloser(bytes.NewReader(m.data)), nil
 }
@@ -42,10 +41,9 @@ func (m *memSnaps) LoadNewest() (pb.SnapshotMetadata, io.ReadCloser, error) {
 func opts(cache uint64) Options {
 	l := slog.New(slog.NewTextHandler(io.Discard, nil))
 	return Options{
-		WAL:          wal.Options{SegmentSize: 8 << 10, Logger: l},
-		CacheBytes:   cache,
-		IsNoSnapshot: func(err error) bool { return errors.Is(err, errNoSnap) },
-		Logger:       l,
+		WAL:        wal.Options{SegmentSize: 8 << 10, Logger: l},
+		CacheBytes: cache,
+		Logger:     l,
 	}
 }
 

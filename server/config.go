@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/synod-db/synod/datadir"
 	"github.com/synod-db/synod/server/watch"
 	"github.com/synod-db/synod/wal"
 )
@@ -134,7 +134,7 @@ func (c Config) withDefaults() (Config, error) {
 		return bad("data directory is empty")
 	}
 	if c.WALDir == "" {
-		c.WALDir = filepath.Join(c.DataDir, "member", "wal")
+		c.WALDir = datadir.New(c.DataDir, "").WAL()
 	}
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = DefaultSnapshotCount

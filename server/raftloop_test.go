@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -28,8 +27,7 @@ func readyTestServer(t *testing.T) *Server {
 	}
 	t.Cleanup(func() { snaps.Close() })
 	logs, _, err := logstore.Open(filepath.Join(dir, "wal"), snaps, []byte("{}"), logstore.Options{
-		IsNoSnapshot: func(err error) bool { return errors.Is(err, snap.ErrNoSnapshot) },
-		Logger:       lg,
+		Logger: lg,
 	})
 	if err != nil {
 		t.Fatal(err)

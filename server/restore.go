@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 
+	"github.com/synod-db/synod/datadir"
 	"github.com/synod-db/synod/logstore"
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/raft/raftpb"
@@ -46,9 +46,7 @@ func Restore(rc RestoreConfig) (err error) {
 	if rc.InitialClusterToken == "" {
 		rc.InitialClusterToken = "etcd-cluster"
 	}
-	if rc.WALDir == "" {
-		rc.WALDir = filepath.Join(rc.DataDir, "member", "wal")
-	}
+	dirs := datadir.New(rc.DataDir, rc.WALDir)
 	if _, err := os.Stat(rc.DataDir); err == nil {
 		return fmt.Errorf("%w: %s; restore into a new directory", ErrDataDirExists, rc.DataDir)
 	}
@@ -75,8 +73,7 @@ func Restore(rc RestoreConfig) (err error) {
 			os.RemoveAll(rc.DataDir)
 		}
 	}()
-	memberDir := filepath.Join(rc.DataDir, "member")
-	if err := os.MkdirAll(memberDir, 0o700); err != nil {
+	if err := os.MkdirAll(dirs.Member(), 0o700); err != nil {
 		return err
 	}
 
@@ -97,7 +94,7 @@ func Restore(rc RestoreConfig) (err error) {
 	index := uint64(len(ids))
 	meta := raftpb.SnapshotMetadata{Index: index, Term: 1, ConfState: raftpb.ConfState{Voters: ids}}
 
-	kv, err := mvcc.Open(filepath.Join(memberDir, "kv"))
+	kv, err := mvcc.Open(dirs.KV())
 	if err != nil {
 		return err
 	}
@@ -115,15 +112,14 @@ func Restore(rc RestoreConfig) (err error) {
 		return err
 	}
 
-	snaps, err := snap.New(filepath.Join(memberDir, "snap"), snap.Options{})
+	snaps, err := snap.New(dirs.Snap(), snap.Options{})
 	if err != nil {
 		return err
 	}
 	defer snaps.Close()
 	walMeta, _ := json.Marshal(walMetadata{MemberID: MemberID(urls, rc.InitialClusterToken, 0), ClusterID: ClusterID(ids)})
-	logs, _, err := logstore.Open(rc.WALDir, snaps, walMeta, logstore.Options{
-		WAL:          wal.Options{MaxSegments: -1},
-		IsNoSnapshot: func(err error) bool { return errors.Is(err, snap.ErrNoSnapshot) },
+	logs, _, err := logstore.Open(dirs.WAL(), snaps, walMeta, logstore.Options{
+		WAL: wal.Options{MaxSegments: -1},
 	})
 	if err != nil {
 		return err

@@ -43,6 +43,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/synod-db/synod/datadir"
 	"github.com/synod-db/synod/logstore"
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/raft"
@@ -70,7 +71,7 @@ type Server struct {
 	// know yet (see peerfind.go).
 	peerFinder peerFinder
 	forwarded  recentProposals // request IDs of proposals peers forwarded
-	incoming   string          // directory of snapshots received, not yet persisted
+	dirs       datadir.Layout  // where the member's files are
 
 	w *waitRegistry
 	// proposals queues requests for proposeLoop, which hands them to
@@ -174,12 +175,10 @@ func New(cfg Config, peerLn net.Listener) (*Server, error) {
 	return s, nil
 }
 
-// memberDir is where the member's files live, as etcd lays them out.
-func (s *Server) memberDir() string { return filepath.Join(s.cfg.DataDir, "member") }
-
 func (s *Server) open(peerLn net.Listener) error {
-	if err := os.MkdirAll(s.memberDir(), 0o700); err != nil {
-		return fmt.Errorf("create data directory %s: %w", s.memberDir(), err)
+	s.dirs = datadir.New(s.cfg.DataDir, s.cfg.WALDir)
+	if err := os.MkdirAll(s.dirs.Member(), 0o700); err != nil {
+		return fmt.Errorf("create data directory %s: %w", s.dirs.Member(), err)
 	}
 	var err error
 	var walFS wal.FS = wal.OSFS{}
@@ -187,7 +186,7 @@ func (s *Server) open(peerLn net.Listener) error {
 	if d := s.cfg.Disks; d != nil {
 		walFS, kvOpts.FS = d.WAL, d.KV
 	}
-	s.kv, err = mvcc.OpenWithOptions(filepath.Join(s.memberDir(), "kv"), kvOpts)
+	s.kv, err = mvcc.OpenWithOptions(s.dirs.KV(), kvOpts)
 	if err != nil {
 		return fmt.Errorf("open key space: %w", err)
 	}
@@ -195,16 +194,15 @@ func (s *Server) open(peerLn net.Listener) error {
 	if maxSnaps == 0 {
 		maxSnaps = -1
 	}
-	s.snaps, err = snap.New(filepath.Join(s.memberDir(), "snap"), snap.Options{MaxSnapshots: maxSnaps, Logger: s.lg})
+	s.snaps, err = snap.New(s.dirs.Snap(), snap.Options{MaxSnapshots: maxSnaps, Logger: s.lg})
 	if err != nil {
 		return fmt.Errorf("open snapshot directory: %w", err)
 	}
-	s.incoming = filepath.Join(s.memberDir(), "snap.incoming")
-	if err := os.RemoveAll(s.incoming); err != nil {
-		return fmt.Errorf("clear %s: %w", s.incoming, err)
+	if err := os.RemoveAll(s.dirs.Incoming()); err != nil {
+		return fmt.Errorf("clear %s: %w", s.dirs.Incoming(), err)
 	}
-	if err := os.MkdirAll(s.incoming, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", s.incoming, err)
+	if err := os.MkdirAll(s.dirs.Incoming(), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", s.dirs.Incoming(), err)
 	}
 	walExists, err := hasWAL(walFS, s.cfg.WALDir)
 	if err != nil {
@@ -233,7 +231,6 @@ func (s *Server) open(peerLn net.Listener) error {
 		WAL:            wal.Options{MaxSegments: maxWALs, Logger: s.lg, FS: walFS},
 		CatchUpEntries: s.cfg.SnapshotCatchUpEntries,
 		CatchUpBytes:   s.cfg.SnapshotCatchUpBytes,
-		IsNoSnapshot:   func(err error) bool { return errors.Is(err, snap.ErrNoSnapshot) },
 		Logger:         s.lg,
 	})
 	if err != nil {
@@ -616,7 +613,7 @@ func (h *peerHandler) OpenSnapshot(meta raftpb.SnapshotMetadata) (io.ReadCloser,
 
 func (h *peerHandler) ReceiveSnapshot(meta raftpb.SnapshotMetadata, data io.Reader) error {
 	s := (*Server)(h)
-	f, err := os.CreateTemp(s.incoming, "recv-*")
+	f, err := os.CreateTemp(s.dirs.Incoming(), "recv-*")
 	if err != nil {
 		return err
 	}
@@ -636,7 +633,7 @@ func (h *peerHandler) ClusterInfo() []byte { return (*Server)(h).members.marshal
 
 // incomingPath is where a received snapshot waits for its Ready.
 func (s *Server) incomingPath(meta raftpb.SnapshotMetadata) string {
-	return filepath.Join(s.incoming, fmt.Sprintf("%016x-%016x.data", meta.Term, meta.Index))
+	return filepath.Join(s.dirs.Incoming(), fmt.Sprintf("%016x-%016x.data", meta.Term, meta.Index))
 }
 
 // u64 encodes an ID for a ReadIndex context.
