@@ -54,19 +54,8 @@ func TestLaggingMemberCatchesUp(t *testing.T) {
 	}
 	dir := t.TempDir()
 	ctx := context.Background()
-	c, err := StartProcesses(ctx, bin, dir, 3, 1,
+	c := startProcessesForTest(t, bin, dir, 3, "catchup",
 		"--heartbeat-interval", "100", "--election-timeout", "1000", "--snapshot-count", "10000", "--logger", "zap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer func() {
-		if t.Failed() {
-			keep := artifactsDir() + "/catchup-logs"
-			c.SaveLogs(keep)
-			t.Logf("member logs kept in %s", keep)
-		}
-	}()
 
 	c.Kill(2)
 	writers, err := clientFor([]string{c.ClientAddr(0), c.ClientAddr(1)})

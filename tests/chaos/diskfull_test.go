@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -34,6 +35,37 @@ func resizeTmpfs(t *testing.T, dir string, size int64) {
 	if b, err := exec.Command("mount", "-o", fmt.Sprintf("remount,size=%d", size), dir).CombinedOutput(); err != nil {
 		t.Fatalf("resizing the tmpfs at %s: %v: %s", dir, err, b)
 	}
+}
+
+// startProcessesForTest starts n members (seed 1) for a test that drives
+// them itself, stops them when the test ends, and keeps their logs in
+// the artifacts directory, under name, if it failed.
+func startProcessesForTest(t *testing.T, bin, dir string, n int, name string, args ...string) *Processes {
+	t.Helper()
+	c, err := StartProcesses(context.Background(), bin, dir, n, 1, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			keep := filepath.Join(artifactsDir(), name+"-logs")
+			c.SaveLogs(keep)
+			t.Logf("member logs kept in %s", keep)
+		}
+	})
+	return c
+}
+
+// retriable reports whether a put failed because leadership moved (or
+// was being elected), which a client retries.
+func retriable(err error) bool {
+	switch rpctypes.ErrorDesc(err) {
+	case rpctypes.ErrorDesc(rpctypes.ErrLeaderChanged), rpctypes.ErrorDesc(rpctypes.ErrNoLeader),
+		rpctypes.ErrorDesc(rpctypes.ErrTimeout), rpctypes.ErrorDesc(rpctypes.ErrTimeoutDueToLeaderFail):
+		return true
+	}
+	return false
 }
 
 // logSince returns what member i logged after offset bytes, and the end.
@@ -78,18 +110,7 @@ func TestDiskFull(t *testing.T) {
 	full := filepath.Join(dir, "p2.etcd")
 	mountTmpfs(t, full, small)
 	ctx := context.Background()
-	c, err := StartProcesses(ctx, bin, dir, 3, 1, "--heartbeat-interval", "100", "--election-timeout", "1000", "--logger", "zap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	defer func() {
-		if t.Failed() {
-			keep := artifactsDir() + "/diskfull-logs"
-			c.SaveLogs(keep)
-			t.Logf("member logs kept in %s", keep)
-		}
-	}()
+	c := startProcessesForTest(t, bin, dir, 3, "diskfull", "--heartbeat-interval", "100", "--election-timeout", "1000", "--logger", "zap")
 	cli, err := clientFor([]string{c.ClientAddr(0), c.ClientAddr(1)})
 	if err != nil {
 		t.Fatal(err)
@@ -98,12 +119,24 @@ func TestDiskFull(t *testing.T) {
 
 	// Running: write until the small disk is full and its member stops.
 	val := string(make([]byte, 100<<10))
-	acked := 0
+	acked, retries := 0, 0
 	var stoppedAt time.Time
 	for ; acked < 2*small/len(val); acked++ {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := cli.Put(pctx, fmt.Sprintf("/full/%05d", acked), val)
-		cancel()
+		// When the full member was the leader, a put it held fails with
+		// "leader changed", as etcd answers; it is retried (the same key
+		// and value) while the others elect a new leader, and counts as
+		// acknowledged once an attempt succeeds.
+		var err error
+		for start := time.Now(); time.Since(start) < 10*time.Second; {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = cli.Put(pctx, fmt.Sprintf("/full/%05d", acked), val)
+			cancel()
+			if err == nil || !retriable(err) {
+				break
+			}
+			retries++
+			sleep(ctx, 100*time.Millisecond)
+		}
 		if err != nil {
 			t.Fatalf("put %d with one member's disk full: %v", acked, err)
 		}
@@ -123,7 +156,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("the member whose disk filled exited with status 0")
 	}
 	checkNoSpaceLine(t, log, full, "disk filled while running")
-	t.Logf("%d puts of 100 KiB acknowledged; the member on the %d MiB disk stopped (status %d)", acked, small>>20, code)
+	t.Logf("%d puts of 100 KiB acknowledged (%d attempts retried while leadership moved); the member on the %d MiB disk stopped (status %d)", acked, retries, small>>20, code)
 
 	// Restarted while the disk is still full: an immediate, clear exit.
 	start := time.Now()
@@ -191,11 +224,7 @@ func TestDiskFullAlone(t *testing.T) {
 	full := filepath.Join(dir, "p0.etcd")
 	mountTmpfs(t, full, small)
 	ctx := context.Background()
-	c, err := StartProcesses(ctx, bin, dir, 1, 1, "--logger", "zap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := startProcessesForTest(t, bin, dir, 1, "diskfull-alone", "--logger", "zap")
 	cli, err := clientFor([]string{c.ClientAddr(0)})
 	if err != nil {
 		t.Fatal(err)
