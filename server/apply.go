@@ -8,8 +8,6 @@ import (
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/synod-db/synod/mvcc"
@@ -348,6 +346,9 @@ func (s *Server) applyRequest(index, term uint64, req *pb.InternalRaftRequest) (
 			if serr := s.kv.SetConsistentIndex(index); serr != nil {
 				return nil, serr
 			}
+			if errors.Is(err, mvcc.ErrCompacted) || errors.Is(err, mvcc.ErrFutureRev) {
+				err = kvapply.Refuse(err)
+			}
 			return nil, err
 		}
 		return &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: s.kv.Rev()}}, nil
@@ -371,24 +372,19 @@ func (s *Server) applyRequest(index, term uint64, req *pb.InternalRaftRequest) (
 	if err := s.kv.SetConsistentIndex(index); err != nil {
 		return nil, err
 	}
-	return nil, status.Errorf(codes.Unimplemented, "server: unsupported request in raft entry %d", index)
+	return nil, kvapply.Refuse(fmt.Errorf("%w (raft entry %d)", ErrUnsupportedRequest, index))
 }
 
+// ErrUnsupportedRequest answers a committed request this member does not
+// know how to apply: a newer member proposed it. Every member of this
+// version refuses it the same way.
+var ErrUnsupportedRequest = errors.New("server: unsupported request")
+
 // isStorageFailure reports whether an apply error came from the storage
-// engine rather than from the request (etcd's codes for those).
+// engine rather than from the request: whatever is not a refusal
+// (kvapply.RequestError).
 func isStorageFailure(err error) bool {
-	if err == nil || errors.Is(err, mvcc.ErrCompacted) || errors.Is(err, mvcc.ErrFutureRev) {
-		return false
-	}
-	st, ok := status.FromError(err)
-	if !ok {
-		return true // kvapply answers with status errors; the rest is the engine's
-	}
-	switch st.Code() {
-	case codes.Internal, codes.Unavailable, codes.DataLoss:
-		return true
-	}
-	return false
+	return err != nil && !kvapply.IsRequestError(err)
 }
 
 // confChangeResult answers a membership change proposal.

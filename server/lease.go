@@ -9,9 +9,6 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/synod-db/synod/lease"
 	"github.com/synod-db/synod/mvcc"
@@ -49,14 +46,14 @@ type LeaseConfig struct {
 
 // ErrLeasesUnavailable is returned by the lease calls of a member whose
 // lease state was not opened (a server built without openLeases).
-var ErrLeasesUnavailable = status.Error(codes.Unimplemented, "server: leases are not enabled on this member")
+var ErrLeasesUnavailable = errors.New("server: leases are not enabled on this member")
 
 // ErrStaleExpiry answers an expiry revocation that a deposed leader
 // proposed, or one about an earlier grant of the lease ID: it is not
-// applied. Only the server's own lease loop sees it. It is a status error
-// (FailedPrecondition) so that the apply step takes it for a refused
-// request, as every member refuses it, not for a storage failure.
-var ErrStaleExpiry = status.Error(codes.FailedPrecondition, "server: lease expiry decided by a deposed leader or about an earlier grant; ignored")
+// applied. Only the server's own lease loop sees it. The apply step
+// returns it refused (kvapply.Refuse), as every member refuses it: it is
+// not a storage failure.
+var ErrStaleExpiry = errors.New("server: lease expiry decided by a deposed leader or about an earlier grant; ignored")
 
 // Bounds of the leader's expiry work.
 const (
@@ -285,7 +282,7 @@ func (s *Server) revokeExpired(ls *leaseState, term uint64) {
 			req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: exp.ID}}
 			markExpiry(req, expiry{term: term, grantIndex: exp.GrantIndex})
 			_, err := s.propose(ctx, req)
-			if err != nil && !errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrStaleExpiry) {
+			if err != nil && !errors.Is(err, lease.ErrLeaseNotFound) && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrStaleExpiry) {
 				s.lg.Warn("revoke expired lease", "lease", fmt.Sprintf("%016x", exp.ID), "err", err)
 			}
 		}()
@@ -353,16 +350,16 @@ func (s *Server) leaseTrack(events []mvcc.Event) {
 	}
 }
 
-// applyLease applies a lease request as entry index. Its errors are
-// etcd's gRPC errors (the apply loop treats any other error as a storage
-// failure).
+// applyLease applies a lease request as entry index. A refused request's
+// error is a kvapply.RequestError (the apply loop takes any other error
+// for a storage failure).
 func (s *Server) applyLease(index, entryTerm uint64, req *pb.InternalRaftRequest) (any, error) {
 	ls := s.leases()
 	if ls == nil {
 		if err := s.kv.SetConsistentIndex(index); err != nil {
 			return nil, err
 		}
-		return nil, ErrLeasesUnavailable
+		return nil, kvapply.Refuse(ErrLeasesUnavailable)
 	}
 	switch {
 	case req.LeaseGrant != nil:
@@ -374,7 +371,7 @@ func (s *Server) applyLease(index, entryTerm uint64, req *pb.InternalRaftRequest
 			if err := s.kv.SetConsistentIndex(index); err != nil {
 				return nil, err
 			}
-			return nil, ErrStaleExpiry
+			return nil, kvapply.Refuse(ErrStaleExpiry)
 		}
 		return s.applyLeaseRevoke(ls, index, req.LeaseRevoke.ID)
 	default:
@@ -382,17 +379,13 @@ func (s *Server) applyLease(index, entryTerm uint64, req *pb.InternalRaftRequest
 	}
 }
 
-// leaseGRPCError maps the lessor's errors to etcd's.
-func leaseGRPCError(err error) error {
-	switch {
-	case errors.Is(err, lease.ErrLeaseNotFound):
-		return rpctypes.ErrGRPCLeaseNotFound
-	case errors.Is(err, lease.ErrLeaseExists):
-		return rpctypes.ErrGRPCLeaseExist
-	case errors.Is(err, lease.ErrTTLTooLarge):
-		return rpctypes.ErrGRPCLeaseTTLTooLarge
-	case errors.Is(err, lease.ErrNoID):
-		return status.Error(codes.InvalidArgument, "etcdserver: lease ID 0 is reserved")
+// refuseLease marks the lessor's refusals of a request as the request's
+// fault; any other error is left as it is.
+func refuseLease(err error) error {
+	for _, refusal := range []error{lease.ErrLeaseNotFound, lease.ErrLeaseExists, lease.ErrTTLTooLarge, lease.ErrNoID} {
+		if errors.Is(err, refusal) {
+			return kvapply.Refuse(err)
+		}
 	}
 	return err
 }
@@ -403,7 +396,7 @@ func (s *Server) applyLeaseGrant(ls *leaseState, index uint64, r *pb.LeaseGrantR
 	rev, _, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
 		applied = true
 		if err := ls.les.CheckGrant(r.ID, ttl); err != nil {
-			return leaseGRPCError(err)
+			return refuseLease(err)
 		}
 		return tx.PutLease(mvcc.LeaseRecord{ID: r.ID, TTL: ttl, GrantIndex: index})
 	})
@@ -424,7 +417,7 @@ func (s *Server) applyLeaseRevoke(ls *leaseState, index uint64, id int64) (any, 
 		applied = true
 		keys, err := ls.les.Keys(id)
 		if err != nil {
-			return leaseGRPCError(err)
+			return refuseLease(err)
 		}
 		for _, k := range keys {
 			kv, err := tx.Get(k)
@@ -500,7 +493,7 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 		return nil, ErrLeasesUnavailable
 	}
 	if r.TTL > lease.MaxTTL {
-		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
+		return nil, lease.ErrTTLTooLarge
 	}
 	req := &pb.LeaseGrantRequest{ID: r.ID, TTL: max(r.TTL, lease.MinTTL(s.cfg.ElectionTimeout))}
 	pick := r.ID == 0
@@ -509,7 +502,7 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 			req.ID = s.newLeaseID()
 		}
 		out, err := proposeFor[*pb.LeaseGrantResponse](ctx, s.proposeWrite, &pb.InternalRaftRequest{LeaseGrant: req})
-		if pick && attempt < 3 && errors.Is(err, rpctypes.ErrGRPCLeaseExist) {
+		if pick && attempt < 3 && errors.Is(err, lease.ErrLeaseExists) {
 			continue
 		}
 		if err != nil {

@@ -18,7 +18,7 @@ import (
 // clusterServer is the Cluster service (membership).
 type clusterServer struct {
 	pb.UnimplementedClusterServer
-	s *server.Server
+	s clusterMember
 }
 
 func toPBMembers(ms []server.Member) []*pb.Member {
@@ -36,7 +36,7 @@ func toPBMember(m server.Member) *pb.Member {
 func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
 	m, members, err := c.s.MemberAdd(ctx, r.PeerURLs, r.IsLearner)
 	if err != nil {
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	return &pb.MemberAddResponse{Header: c.s.Header(), Member: toPBMember(m), Members: toPBMembers(members)}, nil
 }
@@ -44,7 +44,7 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
 	members, err := c.s.MemberRemove(ctx, r.ID)
 	if err != nil {
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	return &pb.MemberRemoveResponse{Header: c.s.Header(), Members: toPBMembers(members)}, nil
 }
@@ -52,7 +52,7 @@ func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
 	members, err := c.s.MemberUpdate(ctx, r.ID, r.PeerURLs)
 	if err != nil {
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	return &pb.MemberUpdateResponse{Header: c.s.Header(), Members: toPBMembers(members)}, nil
 }
@@ -60,7 +60,7 @@ func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequ
 func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
 	if r.Linearizable {
 		if err := c.s.LinearizableRead(ctx); err != nil {
-			return nil, toGRPCError(err)
+			return nil, err
 		}
 	}
 	return &pb.MemberListResponse{Header: c.s.Header(), Members: toPBMembers(c.s.Members())}, nil
@@ -73,7 +73,7 @@ func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 		return c.forwardPromote(ctx, r)
 	}
 	if err != nil {
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	return &pb.MemberPromoteResponse{Header: c.s.Header(), Members: toPBMembers(members)}, nil
 }
@@ -98,7 +98,7 @@ func (c *clusterServer) forwardPromote(ctx context.Context, r *pb.MemberPromoteR
 	}
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	defer conn.Close()
 	resp, err := pb.NewClusterClient(conn).MemberPromote(ctx, r)
@@ -106,7 +106,7 @@ func (c *clusterServer) forwardPromote(ctx context.Context, r *pb.MemberPromoteR
 		if st, ok := status.FromError(err); ok {
 			return nil, st.Err()
 		}
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	return resp, nil
 }

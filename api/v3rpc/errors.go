@@ -5,19 +5,27 @@ import (
 	"errors"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/synod-db/synod/lease"
+	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/server"
 	"github.com/synod-db/synod/server/kvapply"
 )
 
-// serverErrors maps the server's errors to etcd's gRPC errors, so that
-// clients (clientv3's retry logic, etcdctl's messages) react as with etcd.
-var serverErrors = []struct {
+// errorTable maps the domain errors of the packages below to etcd's gRPC
+// errors, so that clients (clientv3's retry logic, etcdctl's messages)
+// react as with etcd. It is the only place where a synod error becomes a
+// gRPC status: handlers return domain errors and the interceptors
+// (errorsUnary, errorsStream) convert them on the way out. The first
+// entry an error matches (errors.Is) wins.
+var errorTable = []struct {
 	err  error
 	grpc error
 }{
+	// A member's state and the request's fate.
 	{server.ErrStopped, rpctypes.ErrGRPCStopped},
 	{server.ErrTimeout, rpctypes.ErrGRPCTimeout},
 	{server.ErrTimeoutLeader, rpctypes.ErrGRPCTimeoutDueToLeaderFail},
@@ -29,6 +37,14 @@ var serverErrors = []struct {
 	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{server.ErrResultUnknown, errGRPCResultUnknown},
+	{server.ErrLeasesUnavailable, status.Error(codes.Unimplemented, server.ErrLeasesUnavailable.Error())},
+	{server.ErrStaleExpiry, status.Error(codes.FailedPrecondition, server.ErrStaleExpiry.Error())},
+	{server.ErrUnsupportedRequest, status.Error(codes.Unimplemented, server.ErrUnsupportedRequest.Error())},
+	{mvcc.ErrClosed, status.Error(codes.Unavailable, "etcdserver: "+mvcc.ErrClosed.Error())},
+	{context.Canceled, rpctypes.ErrGRPCCanceled},
+	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
+
+	// Membership.
 	{server.ErrMemberNotFound, rpctypes.ErrGRPCMemberNotFound},
 	{server.ErrMemberExists, rpctypes.ErrGRPCMemberExist},
 	{server.ErrIDRemoved, rpctypes.ErrGRPCMemberNotFound},
@@ -39,6 +55,24 @@ var serverErrors = []struct {
 	{server.ErrNotEnoughStarted, rpctypes.ErrGRPCMemberNotEnoughStarted},
 	{server.ErrInvalidPeerURL, rpctypes.ErrGRPCMemberBadURLs},
 	{server.ErrClusterIDMismatch, rpctypes.ErrGRPCClusterIDMismatch},
+
+	// KV requests.
+	{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted},
+	{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+	{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+	{mvcc.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey},
+	{kvapply.ErrInvalidSortOption, rpctypes.ErrGRPCInvalidSortOption},
+	{kvapply.ErrValueProvided, rpctypes.ErrGRPCValueProvided},
+	{kvapply.ErrLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
+	{kvapply.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
+	{kvapply.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
+	{kvapply.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+
+	// Leases.
+	{lease.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{lease.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
+	{lease.ErrTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
+	{lease.ErrNoID, status.Error(codes.InvalidArgument, "etcdserver: lease ID 0 is reserved")},
 }
 
 // errGRPCResultUnknown is Unavailable, like etcd's timeouts, so that
@@ -46,8 +80,11 @@ var serverErrors = []struct {
 // clientv3 does not retry a write on it, which could apply it twice.
 var errGRPCResultUnknown = status.Error(codes.Unavailable, "etcdserver: request committed but its result is unknown (this member caught up from a snapshot taken after it); read the keys to see its effect")
 
-// toGRPCError converts any error of the request path to a gRPC status
-// error. Errors that already carry a status pass through.
+// toGRPCError converts an error of the request path to a gRPC status
+// error: errorTable's, else InvalidArgument with its message for any
+// other refused request (kvapply.RequestError: a malformed request), else
+// Internal. Errors that already carry a status (a leader's answer to a
+// forwarded call, the checks of this package) pass through.
 func toGRPCError(err error) error {
 	if err == nil {
 		return nil
@@ -55,21 +92,26 @@ func toGRPCError(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	for _, e := range serverErrors {
+	for _, e := range errorTable {
 		if errors.Is(err, e.err) {
 			return e.grpc
 		}
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return rpctypes.ErrGRPCCanceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return rpctypes.ErrGRPCDeadlineExceeded
+	if kvapply.IsRequestError(err) {
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	if gerr := kvapply.ToGRPCError(err); gerr != nil {
-		if st, ok := status.FromError(gerr); ok && st.Code() != codes.Unknown {
-			return gerr
-		}
-	}
-	return status.Error(codes.Internal, err.Error())
+	return status.Error(codes.Internal, "etcdserver: "+err.Error())
+}
+
+// errorsUnary converts a unary handler's error with toGRPCError. It runs
+// innermost, so that every interceptor outside it (metrics) sees the code
+// the client gets.
+func errorsUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	return resp, toGRPCError(err)
+}
+
+// errorsStream converts a stream handler's error with toGRPCError.
+func errorsStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return toGRPCError(h(srv, ss))
 }

@@ -3,8 +3,9 @@
 // /health, /version and /metrics over HTTP, all on the client port.
 //
 // The handlers are thin: they validate requests so that nothing malformed
-// reaches raft, call the server, and turn its errors into etcd's gRPC
-// errors, so that etcd clients behave exactly as they do with etcd.
+// reaches raft and call the server. Its errors are domain errors; one
+// table (errors.go), applied by an interceptor, turns them into etcd's
+// gRPC errors, so that etcd clients behave exactly as they do with etcd.
 package v3rpc
 
 import (
@@ -15,8 +16,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
-
-	"github.com/synod-db/synod/server"
 )
 
 // streamWorkers is the number of goroutines that serve RPCs in turn. By
@@ -29,15 +28,15 @@ import (
 const streamWorkers = 1024
 
 // NewGRPCServer returns a gRPC server with synod's services registered.
-func NewGRPCServer(s *server.Server, m *Metrics) *grpc.Server {
+func NewGRPCServer(s Backend, m *Metrics) *grpc.Server {
 	maxRecv := s.Config().MaxRequestBytes + 512<<10 // room for the envelope
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 		grpc.NumStreamWorkers(streamWorkers),
-		grpc.ChainUnaryInterceptor(m.unary, learnerUnary(s), requireLeaderUnary(s)),
-		grpc.ChainStreamInterceptor(m.stream, learnerStream(s), requireLeaderStream(s)),
+		grpc.ChainUnaryInterceptor(m.unary, learnerUnary(s), requireLeaderUnary(s), errorsUnary),
+		grpc.ChainStreamInterceptor(m.stream, learnerStream(s), requireLeaderStream(s), errorsStream),
 	)
 	pb.RegisterKVServer(g, newKVServer(s))
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
@@ -58,7 +57,7 @@ func requireLeader(ctx context.Context) bool {
 	return len(v) > 0 && v[0] == rpctypes.MetadataHasLeader
 }
 
-func requireLeaderUnary(s *server.Server) grpc.UnaryServerInterceptor {
+func requireLeaderUnary(s Member) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if s.Leader() == 0 && requireLeader(ctx) {
 			return nil, rpctypes.ErrGRPCNoLeader
@@ -67,7 +66,7 @@ func requireLeaderUnary(s *server.Server) grpc.UnaryServerInterceptor {
 	}
 }
 
-func requireLeaderStream(s *server.Server) grpc.StreamServerInterceptor {
+func requireLeaderStream(s Member) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		if s.Leader() == 0 && requireLeader(ss.Context()) {
 			return rpctypes.ErrGRPCNoLeader
@@ -95,7 +94,7 @@ func learnerAllowed(method string, req any) bool {
 	return ok && r.Serializable
 }
 
-func learnerUnary(s *server.Server) grpc.UnaryServerInterceptor {
+func learnerUnary(s Member) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if s.IsLearner() && !learnerAllowed(info.FullMethod, req) {
 			return nil, rpctypes.ErrGRPCNotSupportedForLearner
@@ -104,7 +103,7 @@ func learnerUnary(s *server.Server) grpc.UnaryServerInterceptor {
 	}
 }
 
-func learnerStream(s *server.Server) grpc.StreamServerInterceptor {
+func learnerStream(s Member) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		if s.IsLearner() && !learnerAllowed(info.FullMethod, nil) {
 			return rpctypes.ErrGRPCNotSupportedForLearner

@@ -14,7 +14,7 @@ import (
 
 // NewHTTPHandler serves /health, /version and /metrics (and /debug/pprof
 // with enablePprof) for member s.
-func NewHTTPHandler(s *server.Server, m *Metrics, enablePprof bool) http.Handler {
+func NewHTTPHandler(s Member, m *Metrics, enablePprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { health(w, r, s) })
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
@@ -33,7 +33,7 @@ func NewHTTPHandler(s *server.Server, m *Metrics, enablePprof bool) http.Handler
 
 // health answers like etcd's /health: healthy when there is a leader and
 // a linearizable read succeeds (?serializable=true skips the read).
-func health(w http.ResponseWriter, r *http.Request, s *server.Server) {
+func health(w http.ResponseWriter, r *http.Request, s Member) {
 	type result struct {
 		Health string `json:"health"`
 		Reason string `json:"reason"`

@@ -6,7 +6,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
-	"github.com/synod-db/synod/server"
 	"github.com/synod-db/synod/server/kvapply"
 )
 
@@ -14,11 +13,11 @@ import (
 // malformed reaches raft) and hands them to the server.
 type kvServer struct {
 	pb.UnimplementedKVServer
-	s      *server.Server
+	s      kvMember
 	limits kvapply.Limits
 }
 
-func newKVServer(s *server.Server) *kvServer {
+func newKVServer(s kvMember) *kvServer {
 	return &kvServer{s: s, limits: kvapply.Limits{MaxTxnOps: s.Config().MaxTxnOps}}
 }
 
@@ -26,8 +25,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err := kvapply.ValidateRange(r); err != nil {
 		return nil, err
 	}
-	resp, err := k.s.Range(ctx, r)
-	return resp, toGRPCError(err)
+	return k.s.Range(ctx, r)
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
@@ -37,27 +35,23 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if len(r.Key)+len(r.Value) > k.s.Config().MaxRequestBytes {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
-	resp, err := k.s.Put(ctx, r)
-	return resp, toGRPCError(err)
+	return k.s.Put(ctx, r)
 }
 
 func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	if err := kvapply.ValidateDeleteRange(r); err != nil {
 		return nil, err
 	}
-	resp, err := k.s.DeleteRange(ctx, r)
-	return resp, toGRPCError(err)
+	return k.s.DeleteRange(ctx, r)
 }
 
 func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err := kvapply.ValidateTxn(r, k.limits); err != nil {
 		return nil, err
 	}
-	resp, err := k.s.Txn(ctx, r)
-	return resp, toGRPCError(err)
+	return k.s.Txn(ctx, r)
 }
 
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	resp, err := k.s.Compact(ctx, r)
-	return resp, toGRPCError(err)
+	return k.s.Compact(ctx, r)
 }

@@ -25,11 +25,11 @@ import (
 // member they picked — never have to know who leads.
 type leaseServer struct {
 	pb.UnimplementedLeaseServer
-	s     *server.Server
+	s     leaseMember
 	conns connPool
 }
 
-func newLeaseServer(s *server.Server) *leaseServer {
+func newLeaseServer(s leaseMember) *leaseServer {
 	return &leaseServer{s: s, conns: connPool{conns: map[string]*pooledConn{}}}
 }
 
@@ -49,7 +49,7 @@ type pooledConn struct {
 
 // get returns a connection to the leader's client URL and the function
 // that releases it.
-func (p *connPool) get(s *server.Server) (*grpc.ClientConn, func(), error) {
+func (p *connPool) get(s Member) (*grpc.ClientConn, func(), error) {
 	target, err := leaderTarget(s)
 	if err != nil {
 		return nil, nil, err
@@ -60,7 +60,7 @@ func (p *connPool) get(s *server.Server) (*grpc.ClientConn, func(), error) {
 	if pc == nil {
 		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return nil, nil, toGRPCError(err)
+			return nil, nil, err
 		}
 		pc = &pooledConn{conn: conn}
 		p.conns[target] = pc
@@ -93,35 +93,19 @@ func isForwarded(ctx context.Context) bool {
 	return ok && len(md.Get(forwardedKey)) > 0
 }
 
-// leaseError maps the lessor's errors to etcd's, then the server's.
-func leaseError(err error) error {
-	switch {
-	case errors.Is(err, lease.ErrLeaseNotFound):
-		return rpctypes.ErrGRPCLeaseNotFound
-	case errors.Is(err, lease.ErrLeaseExists):
-		return rpctypes.ErrGRPCLeaseExist
-	case errors.Is(err, lease.ErrTTLTooLarge):
-		return rpctypes.ErrGRPCLeaseTTLTooLarge
-	}
-	return toGRPCError(err)
-}
-
 func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
 	if r.TTL > lease.MaxTTL {
 		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
 	}
-	resp, err := l.s.LeaseGrant(ctx, r)
-	return resp, leaseError(err)
+	return l.s.LeaseGrant(ctx, r)
 }
 
 func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	resp, err := l.s.LeaseRevoke(ctx, r.ID)
-	return resp, leaseError(err)
+	return l.s.LeaseRevoke(ctx, r.ID)
 }
 
 func (l *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
-	resp, err := l.s.LeaseLeases(ctx)
-	return resp, leaseError(err)
+	return l.s.LeaseLeases(ctx)
 }
 
 func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
@@ -129,7 +113,7 @@ func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 	if errors.Is(err, server.ErrNotLeader) && !isForwarded(ctx) {
 		return l.forwardTimeToLive(ctx, r)
 	}
-	return resp, leaseError(err)
+	return resp, err
 }
 
 // forwardTimeToLive asks the leader, which alone knows the remaining time.
@@ -140,7 +124,7 @@ func (l *leaseServer) forwardTimeToLive(ctx context.Context, r *pb.LeaseTimeToLi
 	}
 	defer release()
 	resp, err := pb.NewLeaseClient(conn).LeaseTimeToLive(forwardContext(ctx), r)
-	return resp, toGRPCError(err) // the leader's status errors pass unchanged
+	return resp, err // the leader's status errors pass unchanged
 }
 
 // forwardContext marks an outgoing forwarded request.
@@ -149,7 +133,7 @@ func forwardContext(ctx context.Context) context.Context {
 }
 
 // leaderTarget returns the address of the leader's first client URL.
-func leaderTarget(s *server.Server) (string, error) {
+func leaderTarget(s Member) (string, error) {
 	lead := s.Leader()
 	if lead == 0 {
 		return "", rpctypes.ErrGRPCNoLeader
@@ -191,7 +175,7 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		case errors.Is(err, lease.ErrLeaseNotFound):
 			ttl = 0
 		case err != nil:
-			return leaseError(err)
+			return err
 		}
 		if err := fwd.reply(&pb.LeaseKeepAliveResponse{Header: l.s.Header(), ID: req.ID, TTL: ttl}); err != nil {
 			return err
@@ -204,7 +188,7 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 // copies the leader's answers back. Both write to the client stream, so
 // writes are serialized.
 type keepAliveForwarder struct {
-	s      *server.Server
+	s      Member
 	pool   *connPool
 	client pb.Lease_LeaseKeepAliveServer
 	sendMu sync.Mutex

@@ -13,12 +13,11 @@ import (
 // maintenanceServer is the Maintenance service.
 type maintenanceServer struct {
 	pb.UnimplementedMaintenanceServer
-	s *server.Server
+	s maintenanceMember
 }
 
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	resp, err := m.s.Alarm(ctx, r)
-	return resp, toGRPCError(err)
+	return m.s.Alarm(ctx, r)
 }
 
 func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
@@ -40,7 +39,7 @@ func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 
 func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
 	if err := m.s.Defragment(ctx); err != nil {
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	return &pb.DefragmentResponse{Header: m.s.Header()}, nil
 }
@@ -48,7 +47,7 @@ func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequ
 func (m *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
 	h, err := m.s.Hash()
 	if err != nil {
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	return &pb.HashResponse{Header: m.s.Header(), Hash: h}, nil
 }
@@ -56,7 +55,7 @@ func (m *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.Ha
 func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
 	h, compacted, rev, err := m.s.HashKV(r.Revision)
 	if err != nil {
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	hdr := m.s.Header()
 	return &pb.HashKVResponse{Header: hdr, Hash: h, CompactRevision: compacted, HashRevision: rev}, nil
@@ -70,7 +69,7 @@ func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 		if err == server.ErrMemberNotFound {
 			return nil, rpctypes.ErrGRPCBadLeaderTransferee
 		}
-		return nil, toGRPCError(err)
+		return nil, err
 	}
 	return &pb.MoveLeaderResponse{Header: m.s.Header()}, nil
 }
@@ -98,7 +97,7 @@ func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenanc
 			return nil
 		}
 		if err != nil {
-			return toGRPCError(err)
+			return err
 		}
 	}
 }

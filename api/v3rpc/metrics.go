@@ -8,8 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
-
-	"github.com/synod-db/synod/server"
 )
 
 // Metrics are the member's Prometheus metrics, served on /metrics. Each
@@ -22,7 +20,7 @@ type Metrics struct {
 }
 
 // NewMetrics registers the metrics of member s.
-func NewMetrics(s *server.Server) *Metrics {
+func NewMetrics(s statsMember) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-
-	"github.com/synod-db/synod/server"
 )
 
 // ClientServer serves one client listener: gRPC and HTTP on one port.
@@ -20,7 +18,7 @@ type ClientServer struct {
 }
 
 // Serve starts serving member s's client API on ln. Stop ends it.
-func Serve(s *server.Server, ln net.Listener, enablePprof bool) *ClientServer {
+func Serve(s Backend, ln net.Listener, enablePprof bool) *ClientServer {
 	m := NewMetrics(s)
 	c := &ClientServer{
 		split: newSplitListener(ln),

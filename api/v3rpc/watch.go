@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/synod-db/synod/mvcc"
-	"github.com/synod-db/synod/server"
 	"github.com/synod-db/synod/server/watch"
 )
 
@@ -23,10 +22,10 @@ import (
 // that reads slowly only ever delays its own stream.
 type watchServer struct {
 	pb.UnimplementedWatchServer
-	s *server.Server
+	s watchMember
 }
 
-func newWatchServer(s *server.Server) *watchServer { return &watchServer{s: s} }
+func newWatchServer(s watchMember) *watchServer { return &watchServer{s: s} }
 
 // errLeaderLost is the cause a require-leader stream is ended with.
 var errLeaderLost = errors.New("watch stream requires a leader and the member lost it")
@@ -52,7 +51,7 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			if errors.Is(context.Cause(ctx), errLeaderLost) {
 				return rpctypes.ErrGRPCNoLeader
 			}
-			return toGRPCError(ctx.Err())
+			return ctx.Err()
 		}
 		for _, msg := range ws.toPB(&r) {
 			if err := stream.Send(msg); err != nil {

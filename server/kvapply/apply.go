@@ -5,7 +5,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/synod-db/synod/mvcc"
 )
@@ -141,7 +140,7 @@ func Range(s *mvcc.Store, req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	v := view{s: s} // base 0: read at the store's current revision
 	res, err := v.read(req.Key, req.RangeEnd, rangeOptions(req))
 	if err != nil {
-		return nil, ToGRPCError(err)
+		return nil, storeError(err)
 	}
 	return rangeResponse(new(rangeAlloc), req, &res, res.Rev), nil
 }
@@ -232,9 +231,9 @@ func setPBKV(dst *mvccpb.KeyValue, kv *mvcc.KeyValue) {
 // Put applies a Put request in tx, which must be the WriteTxn of the
 // request's own Store.Write (the put is its revision). As in etcd: a
 // non-zero lease must exist (leases.LeaseExists; a nil leases knows no
-// lease) or the put fails with rpctypes.ErrGRPCLeaseNotFound;
+// lease) or the put fails with ErrLeaseNotFound;
 // ignore_value and ignore_lease keep the key's current value or lease and
-// fail with rpctypes.ErrGRPCKeyNotFound if the key does not exist; prev_kv
+// fail with mvcc.ErrKeyNotFound if the key does not exist; prev_kv
 // returns the version replaced, if any.
 func Put(tx *mvcc.WriteTxn, req *pb.PutRequest, leases LeaseChecker) (*pb.PutResponse, error) {
 	if tx == nil {
@@ -253,7 +252,7 @@ func (v *view) put(req *pb.PutRequest, a *putAlloc) error {
 		return err
 	}
 	if req.Lease != 0 && (v.leases == nil || !v.leases.LeaseExists(req.Lease)) {
-		return rpctypes.ErrGRPCLeaseNotFound
+		return errLeaseNotFound
 	}
 	prev, err := v.tx.Put(req.Key, req.Value, req.Lease, mvcc.PutOptions{
 		PrevKV:      req.PrevKv,
@@ -261,7 +260,7 @@ func (v *view) put(req *pb.PutRequest, a *putAlloc) error {
 		IgnoreLease: req.IgnoreLease,
 	})
 	if err != nil {
-		return ToGRPCError(err)
+		return storeError(err)
 	}
 	if req.PrevKv && prev != nil {
 		kv := new(mvccpb.KeyValue)
@@ -302,7 +301,7 @@ func (v *view) deleteRange(req *pb.DeleteRangeRequest, a *deleteAlloc) error {
 	}
 	n, prev, err := v.tx.DeleteRange(req.Key, req.RangeEnd, req.PrevKv)
 	if err != nil {
-		return ToGRPCError(err)
+		return storeError(err)
 	}
 	a.resp.Deleted = n
 	if req.PrevKv {
@@ -353,7 +352,7 @@ const maxReadTxnRetries = 8
 // the log. All its compares and ranges (with revision 0) read at one
 // revision, the store's revision when it starts, so the answer is the one
 // a write Txn applied at that revision would give; that revision is the
-// Header's. A write operation fails with InvalidArgument.
+// Header's. A write operation is refused (a RequestError).
 func ReadTxn(s *mvcc.Store, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if s == nil {
 		return nil, errNilStore
@@ -367,7 +366,7 @@ func ReadTxn(s *mvcc.Store, req *pb.TxnRequest) (*pb.TxnResponse, error) {
 		// A compaction past v.base between taking it and reading makes
 		// reads the client did not pin to a revision fail; start again
 		// at the newer revision.
-		if err == rpctypes.ErrGRPCCompacted && attempt < maxReadTxnRetries && s.CompactedRev() > v.base {
+		if err == errCompacted && attempt < maxReadTxnRetries && s.CompactedRev() > v.base {
 			continue
 		}
 		return resp, err
@@ -496,7 +495,7 @@ func (v *view) op(op *pb.RequestOp, out *pb.ResponseOp) error {
 		a.op.ResponseTxn = &a.resp
 		out.Response = &a.op
 	default:
-		return rpctypes.ErrGRPCKeyNotFound
+		return errKeyNotFound
 	}
 	return nil
 }
@@ -508,11 +507,11 @@ func (v *view) rangeOp(req *pb.RangeRequest, a *rangeAlloc) error {
 		return err
 	}
 	if req.Revision > v.base {
-		return rpctypes.ErrGRPCFutureRev
+		return errFutureRev
 	}
 	res, err := v.read(req.Key, req.RangeEnd, rangeOptions(req))
 	if err != nil {
-		return ToGRPCError(err)
+		return storeError(err)
 	}
 	rangeResponse(a, req, &res, v.headerRev(&res))
 	return nil
@@ -528,7 +527,7 @@ func (v *view) compare(c *pb.Compare) (bool, error) {
 		KeysOnly: c.Target != pb.Compare_VALUE,
 	})
 	if err != nil {
-		return false, ToGRPCError(err)
+		return false, storeError(err)
 	}
 	if len(res.KVs) == 0 {
 		if c.Target == pb.Compare_VALUE {

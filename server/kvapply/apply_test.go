@@ -1,7 +1,6 @@
 package kvapply
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -11,9 +10,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/synod-db/synod/mvcc"
@@ -67,7 +63,7 @@ func TestRange(t *testing.T) {
 		{"all keys", r("\x00", "\x00"), all, 5, false, nil},
 		{"inverted", r("d", "a"), []string{}, 0, false, nil},
 		{"key equals end", r("a", "a"), []string{}, 0, false, nil},
-		{"inverted future", with(r("d", "a"), func(q *pb.RangeRequest) { q.Revision = 12 }), nil, 0, false, rpctypes.ErrGRPCFutureRev},
+		{"inverted future", with(r("d", "a"), func(q *pb.RangeRequest) { q.Revision = 12 }), nil, 0, false, errFutureRev},
 		{"limit", with(r("\x00", "\x00"), func(q *pb.RangeRequest) { q.Limit = 2 }), []string{"a", "ab"}, 5, true, nil},
 		{"limit equal count", with(r("\x00", "\x00"), func(q *pb.RangeRequest) { q.Limit = 5 }), all, 5, false, nil},
 		{"limit above count", with(r("\x00", "\x00"), func(q *pb.RangeRequest) { q.Limit = 6 }), all, 5, false, nil},
@@ -77,7 +73,7 @@ func TestRange(t *testing.T) {
 		{"revision after delete", with(r("\x00", "\x00"), func(q *pb.RangeRequest) { q.Revision = 8 }), []string{"a", "ab", "b", "d"}, 4, false, nil},
 		{"revision current", with(r("\x00", "\x00"), func(q *pb.RangeRequest) { q.Revision = 11 }), all, 5, false, nil},
 		{"negative revision is current", with(r("\x00", "\x00"), func(q *pb.RangeRequest) { q.Revision = -5 }), all, 5, false, nil},
-		{"future revision", with(r("a", ""), func(q *pb.RangeRequest) { q.Revision = 12 }), nil, 0, false, rpctypes.ErrGRPCFutureRev},
+		{"future revision", with(r("a", ""), func(q *pb.RangeRequest) { q.Revision = 12 }), nil, 0, false, errFutureRev},
 		{"key asc", sorted(pb.RangeRequest_ASCEND, pb.RangeRequest_KEY), all, 5, false, nil},
 		{"key desc", sorted(pb.RangeRequest_DESCEND, pb.RangeRequest_KEY), []string{"d", "b\x00", "b", "ab", "a"}, 5, false, nil},
 		{"version none is ascend", sorted(pb.RangeRequest_NONE, pb.RangeRequest_VERSION), []string{"ab", "b\x00", "d", "a", "b"}, 5, false, nil},
@@ -99,8 +95,8 @@ func TestRange(t *testing.T) {
 		{"keys only", with(r("a", "b"), func(q *pb.RangeRequest) { q.KeysOnly = true }), []string{"a", "ab"}, 2, false, nil},
 		{"keys only sorted by value", with(sorted(pb.RangeRequest_DESCEND, pb.RangeRequest_VALUE), func(q *pb.RangeRequest) { q.KeysOnly = true }), []string{"d", "b\x00", "b", "a", "ab"}, 5, false, nil},
 		{"serializable is ignored", with(r("a", ""), func(q *pb.RangeRequest) { q.Serializable = true }), []string{"a"}, 1, false, nil},
-		{"empty key", r("", "\x00"), nil, 0, false, rpctypes.ErrGRPCEmptyKey},
-		{"bad sort", with(r("a", ""), func(q *pb.RangeRequest) { q.SortOrder = 7 }), nil, 0, false, rpctypes.ErrGRPCInvalidSortOption},
+		{"empty key", r("", "\x00"), nil, 0, false, errEmptyKey},
+		{"bad sort", with(r("a", ""), func(q *pb.RangeRequest) { q.SortOrder = 7 }), nil, 0, false, errInvalidSortOption},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,7 +141,7 @@ func TestRange(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := Range(s, &pb.RangeRequest{Key: []byte("a"), Revision: 4})
-		checkErr(t, err, rpctypes.ErrGRPCCompacted)
+		checkErr(t, err, errCompacted)
 		resp, err := Range(s, &pb.RangeRequest{Key: []byte("a"), Revision: 5})
 		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "4" {
 			t.Fatalf("at the compaction revision: %v %v", resp, err)
@@ -155,8 +151,8 @@ func TestRange(t *testing.T) {
 		_, err := Range(s, nil)
 		checkInvalid(t, err)
 		_, err = Range(nil, &pb.RangeRequest{Key: []byte("a")})
-		if status.Code(err) != codes.Unavailable {
-			t.Fatalf("nil store: %v", err)
+		if !errors.Is(err, mvcc.ErrClosed) || IsRequestError(err) {
+			t.Fatalf("nil store: %v, want a storage failure like a closed store's", err)
 		}
 	})
 }
@@ -193,18 +189,18 @@ func TestPut(t *testing.T) {
 		{"update", &pb.PutRequest{Key: []byte("k"), Value: []byte("v2")}, nil, nil, 4, nil, kv("k", "v2", 2, 4, 2, 0), 4},
 		{"update prev_kv", &pb.PutRequest{Key: []byte("k"), Value: []byte("v3"), PrevKv: true}, nil, nil, 5, kv("k", "v2", 2, 4, 2, 0), kv("k", "v3", 2, 5, 3, 0), 5},
 		{"with lease", &pb.PutRequest{Key: []byte("k"), Value: []byte("v4"), Lease: 1}, leaseOne, nil, 6, nil, kv("k", "v4", 2, 6, 4, 1), 6},
-		{"missing lease", &pb.PutRequest{Key: []byte("k"), Value: []byte("bad"), Lease: 2}, leaseOne, rpctypes.ErrGRPCLeaseNotFound, 0, nil, kv("k", "v4", 2, 6, 4, 1), 6},
-		{"no lease checker", &pb.PutRequest{Key: []byte("k"), Value: []byte("bad"), Lease: 1}, nil, rpctypes.ErrGRPCLeaseNotFound, 0, nil, kv("k", "v4", 2, 6, 4, 1), 6},
+		{"missing lease", &pb.PutRequest{Key: []byte("k"), Value: []byte("bad"), Lease: 2}, leaseOne, errLeaseNotFound, 0, nil, kv("k", "v4", 2, 6, 4, 1), 6},
+		{"no lease checker", &pb.PutRequest{Key: []byte("k"), Value: []byte("bad"), Lease: 1}, nil, errLeaseNotFound, 0, nil, kv("k", "v4", 2, 6, 4, 1), 6},
 		{"ignore_value", &pb.PutRequest{Key: []byte("k"), IgnoreValue: true, PrevKv: true}, nil, nil, 7, kv("k", "v4", 2, 6, 4, 1), kv("k", "v4", 2, 7, 5, 0), 7},
 		{"ignore_value sets lease", &pb.PutRequest{Key: []byte("k"), IgnoreValue: true, Lease: 1}, leaseOne, nil, 8, nil, kv("k", "v4", 2, 8, 6, 1), 8},
 		{"ignore_lease", &pb.PutRequest{Key: []byte("k"), Value: []byte("v5"), IgnoreLease: true}, nil, nil, 9, nil, kv("k", "v5", 2, 9, 7, 1), 9},
 		{"both ignores", &pb.PutRequest{Key: []byte("k"), IgnoreValue: true, IgnoreLease: true}, nil, nil, 10, nil, kv("k", "v5", 2, 10, 8, 1), 10},
-		{"ignore_value missing key", &pb.PutRequest{Key: []byte("m"), IgnoreValue: true}, nil, rpctypes.ErrGRPCKeyNotFound, 0, nil, nil, 10},
-		{"ignore_lease missing key", &pb.PutRequest{Key: []byte("m"), Value: []byte("x"), IgnoreLease: true}, nil, rpctypes.ErrGRPCKeyNotFound, 0, nil, nil, 10},
-		{"missing lease before missing key", &pb.PutRequest{Key: []byte("m"), IgnoreValue: true, Lease: 3}, leaseOne, rpctypes.ErrGRPCLeaseNotFound, 0, nil, nil, 10},
-		{"value provided", &pb.PutRequest{Key: []byte("k"), Value: []byte("x"), IgnoreValue: true}, nil, rpctypes.ErrGRPCValueProvided, 0, nil, kv("k", "v5", 2, 10, 8, 1), 10},
-		{"lease provided", &pb.PutRequest{Key: []byte("k"), Lease: 1, IgnoreLease: true}, leaseOne, rpctypes.ErrGRPCLeaseProvided, 0, nil, kv("k", "v5", 2, 10, 8, 1), 10},
-		{"empty key", &pb.PutRequest{Value: []byte("x")}, nil, rpctypes.ErrGRPCEmptyKey, 0, nil, nil, 10},
+		{"ignore_value missing key", &pb.PutRequest{Key: []byte("m"), IgnoreValue: true}, nil, errKeyNotFound, 0, nil, nil, 10},
+		{"ignore_lease missing key", &pb.PutRequest{Key: []byte("m"), Value: []byte("x"), IgnoreLease: true}, nil, errKeyNotFound, 0, nil, nil, 10},
+		{"missing lease before missing key", &pb.PutRequest{Key: []byte("m"), IgnoreValue: true, Lease: 3}, leaseOne, errLeaseNotFound, 0, nil, nil, 10},
+		{"value provided", &pb.PutRequest{Key: []byte("k"), Value: []byte("x"), IgnoreValue: true}, nil, errValueProvided, 0, nil, kv("k", "v5", 2, 10, 8, 1), 10},
+		{"lease provided", &pb.PutRequest{Key: []byte("k"), Lease: 1, IgnoreLease: true}, leaseOne, errLeaseProvided, 0, nil, kv("k", "v5", 2, 10, 8, 1), 10},
+		{"empty key", &pb.PutRequest{Value: []byte("x")}, nil, errEmptyKey, 0, nil, nil, 10},
 		{"empty value", &pb.PutRequest{Key: []byte("e")}, nil, nil, 11, nil, kv("e", "", 11, 11, 1, 0), 11},
 		{"binary key", &pb.PutRequest{Key: []byte("\x00\xff"), Value: []byte{0}}, nil, nil, 12, nil, kv("\x00\xff", "\x00", 12, 12, 1, 0), 12},
 	}
@@ -309,7 +305,7 @@ func TestDeleteRange(t *testing.T) {
 	t.Run("invalid", func(t *testing.T) {
 		s := openStore(t)
 		_, err := doDelete(s, &pb.DeleteRangeRequest{RangeEnd: []byte{0}})
-		checkErr(t, err, rpctypes.ErrGRPCEmptyKey)
+		checkErr(t, err, errEmptyKey)
 		_, err = doDelete(s, nil)
 		checkInvalid(t, err)
 		if _, err := DeleteRange(nil, &pb.DeleteRangeRequest{Key: []byte("a")}); err == nil {
@@ -532,11 +528,11 @@ func TestTxnOps(t *testing.T) {
 			ops  []*pb.RequestOp
 			err  error
 		}{
-			{"missing lease", []*pb.RequestOp{opPut("p", "1"), opPutReq(&pb.PutRequest{Key: []byte("q"), Lease: 9})}, rpctypes.ErrGRPCLeaseNotFound},
-			{"ignore_value missing", []*pb.RequestOp{opDel("a", ""), opPutReq(&pb.PutRequest{Key: []byte("a"), IgnoreValue: true})}, rpctypes.ErrGRPCKeyNotFound},
-			{"future range", []*pb.RequestOp{opPut("p", "1"), opRangeReq(&pb.RangeRequest{Key: []byte("p"), Revision: before + 1})}, rpctypes.ErrGRPCFutureRev},
-			{"nested failure", []*pb.RequestOp{opPut("p", "1"), opTxn(&pb.TxnRequest{Success: []*pb.RequestOp{opDel("b", ""), {}}})}, rpctypes.ErrGRPCKeyNotFound},
-			{"empty put key", []*pb.RequestOp{opPut("p", "1"), opPut("", "1")}, rpctypes.ErrGRPCEmptyKey},
+			{"missing lease", []*pb.RequestOp{opPut("p", "1"), opPutReq(&pb.PutRequest{Key: []byte("q"), Lease: 9})}, errLeaseNotFound},
+			{"ignore_value missing", []*pb.RequestOp{opDel("a", ""), opPutReq(&pb.PutRequest{Key: []byte("a"), IgnoreValue: true})}, errKeyNotFound},
+			{"future range", []*pb.RequestOp{opPut("p", "1"), opRangeReq(&pb.RangeRequest{Key: []byte("p"), Revision: before + 1})}, errFutureRev},
+			{"nested failure", []*pb.RequestOp{opPut("p", "1"), opTxn(&pb.TxnRequest{Success: []*pb.RequestOp{opDel("b", ""), {}}})}, errKeyNotFound},
+			{"empty put key", []*pb.RequestOp{opPut("p", "1"), opPut("", "1")}, errEmptyKey},
 		}
 		for _, c := range cases {
 			_, err := doTxn(s, &pb.TxnRequest{Success: c.ops}, leaseOne)
@@ -557,9 +553,9 @@ func TestTxnOps(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := doTxn(s, &pb.TxnRequest{Success: []*pb.RequestOp{opRangeReq(&pb.RangeRequest{Key: []byte("a"), Revision: 2})}}, nil)
-		checkErr(t, err, rpctypes.ErrGRPCCompacted)
+		checkErr(t, err, errCompacted)
 		_, err = ReadTxn(s, &pb.TxnRequest{Success: []*pb.RequestOp{opRangeReq(&pb.RangeRequest{Key: []byte("a"), Revision: 2})}})
-		checkErr(t, err, rpctypes.ErrGRPCCompacted)
+		checkErr(t, err, errCompacted)
 	})
 }
 
@@ -729,40 +725,36 @@ func TestReadTxnCompactionRace(t *testing.T) {
 	}
 	races = 1
 	_, err = ReadTxn(s, &pb.TxnRequest{Success: []*pb.RequestOp{opRangeReq(&pb.RangeRequest{Key: []byte("a"), Revision: 3})}})
-	checkErr(t, err, rpctypes.ErrGRPCCompacted)
+	checkErr(t, err, errCompacted)
 }
 
-func TestToGRPCError(t *testing.T) {
-	custom := status.Error(codes.Aborted, "custom")
+// TestStoreError checks the split between a request's fault and the
+// store's: the store's request errors become RequestErrors that still
+// match mvcc's values, anything else is left as it is.
+func TestStoreError(t *testing.T) {
 	tests := []struct {
-		in   error
-		want error
-		code codes.Code
+		in      error
+		request bool
 	}{
-		{nil, nil, codes.OK},
-		{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted, codes.OutOfRange},
-		{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev, codes.OutOfRange},
-		{fmt.Errorf("wrapped: %w", mvcc.ErrCompacted), rpctypes.ErrGRPCCompacted, codes.OutOfRange},
-		{mvcc.ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound, codes.InvalidArgument},
-		{mvcc.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey, codes.InvalidArgument},
-		{context.Canceled, rpctypes.ErrGRPCCanceled, codes.Canceled},
-		{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded, codes.DeadlineExceeded},
-		{rpctypes.ErrGRPCDuplicateKey, rpctypes.ErrGRPCDuplicateKey, codes.InvalidArgument},
-		{custom, custom, codes.Aborted},
-		{mvcc.ErrClosed, nil, codes.Unavailable},
-		{mvcc.ErrCorrupt, nil, codes.Internal},
-		{errors.New("disk on fire"), nil, codes.Internal},
+		{mvcc.ErrCompacted, true},
+		{mvcc.ErrFutureRev, true},
+		{fmt.Errorf("wrapped: %w", mvcc.ErrCompacted), true},
+		{mvcc.ErrKeyNotFound, true},
+		{mvcc.ErrEmptyKey, true},
+		{mvcc.ErrClosed, false},
+		{mvcc.ErrCorrupt, false},
+		{errors.New("disk on fire"), false},
 	}
 	for _, tt := range tests {
-		got := ToGRPCError(tt.in)
-		if tt.want != nil && got != tt.want {
-			t.Errorf("%v: %v, want %v", tt.in, got, tt.want)
+		got := storeError(tt.in)
+		if IsRequestError(got) != tt.request {
+			t.Errorf("%v: request error %v, want %v", tt.in, IsRequestError(got), tt.request)
 		}
-		if status.Code(got) != tt.code {
-			t.Errorf("%v: code %v, want %v", tt.in, status.Code(got), tt.code)
+		if !errors.Is(got, tt.in) && !errors.Is(tt.in, errors.Unwrap(got)) {
+			t.Errorf("%v: %v no longer matches it", tt.in, got)
 		}
-		if tt.in != nil && tt.want == nil && status.Convert(got).Message() != "etcdserver: "+tt.in.Error() {
-			t.Errorf("%v: message %q", tt.in, status.Convert(got).Message())
-		}
+	}
+	if storeError(nil) != nil {
+		t.Error("storeError(nil) is not nil")
 	}
 }

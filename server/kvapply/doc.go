@@ -8,8 +8,8 @@
 //   - Validation (ValidateRange, ValidatePut, ValidateDeleteRange,
 //     ValidateTxn, ValidateCompaction) runs in the API layer before a
 //     request is proposed to Raft. It never touches the store, so a
-//     malformed request costs no consensus round; it returns etcd's own
-//     gRPC errors (rpctypes.ErrGRPC*) for the cases etcd rejects.
+//     malformed request costs no consensus round; it refuses what etcd
+//     refuses, with a RequestError.
 //   - Writes (Put, DeleteRange, Txn) run on the apply goroutine, inside
 //     mvcc.Store.Write for the committed entry: every change of the request
 //     becomes part of the one revision of that WriteTxn. A failing request
@@ -18,9 +18,10 @@
 //     serializable reads or after a ReadIndex round: they never go through
 //     the log. IsReadOnlyTxn tells which transactions may take this path.
 //
-// Every error returned by this package is a gRPC status error that the API
-// layer can hand to the client unchanged; ToGRPCError converts the store's
-// own errors (from Store.Write itself, for instance) the same way.
+// Errors are domain errors, never gRPC statuses: a refused request is a
+// RequestError wrapping the reason (this package's Err* values or
+// mvcc's), which the API layer maps to etcd's gRPC error; any other error
+// is the store's failure (see RequestError).
 //
 // Responses carry a Header holding only Revision, the revision the request
 // was served at (for writes, the revision after the request). The server

@@ -6,8 +6,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
@@ -100,11 +98,12 @@ func checkErr(t testing.TB, err, want error) {
 	}
 }
 
-// checkInvalid fails unless err is an InvalidArgument status error.
+// checkInvalid fails unless err refuses a malformed request: a
+// RequestError (the API layer makes it InvalidArgument).
 func checkInvalid(t testing.TB, err error) {
 	t.Helper()
-	if status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("error %v (code %v), want InvalidArgument", err, status.Code(err))
+	if !IsRequestError(err) {
+		t.Fatalf("error %v, want a RequestError", err)
 	}
 }
 

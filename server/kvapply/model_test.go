@@ -11,7 +11,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/synod-db/synod/mvcc"
@@ -131,9 +130,9 @@ func (m *model) stateAt(rev int64) (map[string]modelKV, error) {
 	case rev <= 0:
 		return m.cur(), nil
 	case rev > m.rev:
-		return nil, rpctypes.ErrGRPCFutureRev
+		return nil, errFutureRev
 	case rev < m.compacted:
-		return nil, rpctypes.ErrGRPCCompacted
+		return nil, errCompacted
 	}
 	return m.hist[rev], nil
 }
@@ -180,12 +179,12 @@ func (x *mtxn) commit() {
 
 func (x *mtxn) put(p *pb.PutRequest) (*pb.PutResponse, error) {
 	if p.Lease != 0 && !x.leases(p.Lease) {
-		return nil, rpctypes.ErrGRPCLeaseNotFound
+		return nil, errLeaseNotFound
 	}
 	k := string(p.Key)
 	prev, ok := x.work[k]
 	if !ok && (p.IgnoreValue || p.IgnoreLease) {
-		return nil, rpctypes.ErrGRPCKeyNotFound
+		return nil, errKeyNotFound
 	}
 	next := modelKV{value: p.Value, leaseID: p.Lease, mod: x.base + 1, create: x.base + 1, version: 1}
 	if next.value == nil {
@@ -225,11 +224,11 @@ func (x *mtxn) deleteRange(d *pb.DeleteRangeRequest) *pb.DeleteRangeResponse {
 
 func (x *mtxn) rangeOp(r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if r.Revision > x.base {
-		return nil, rpctypes.ErrGRPCFutureRev
+		return nil, errFutureRev
 	}
 	if r.Revision > 0 {
 		if r.Revision < x.m.compacted {
-			return nil, rpctypes.ErrGRPCCompacted
+			return nil, errCompacted
 		}
 		return rangeState(x.m.hist[r.Revision], r, x.rev()), nil
 	}
@@ -622,7 +621,7 @@ func TestModel(t *testing.T) {
 			req := g.txnReq(0, readOnly)
 			verr := ValidateTxn(req, Limits{})
 			dup := modelDuplicate(req.Success) || modelDuplicate(req.Failure)
-			if dup != (verr == rpctypes.ErrGRPCDuplicateKey) || (!dup && verr != nil) {
+			if dup != (verr == errDuplicateKey) || (!dup && verr != nil) {
 				fail(step, "txn\n%s\nvalidation %v, model duplicate %v", show(req), verr, dup)
 			}
 			// Execute even what validation rejects: the executor's

@@ -6,7 +6,6 @@ import (
 	"sort"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // DefaultMaxTxnOps is etcd's default --max-txn-ops: the most compares, and
@@ -33,70 +32,70 @@ func (l Limits) maxTxnOps() int {
 
 // ValidateRange checks a Range request before it is served, so that a
 // malformed read fails without touching the store: an empty key is
-// rpctypes.ErrGRPCEmptyKey (use key "\x00" with range_end "\x00" for every
-// key), an unknown sort order or target rpctypes.ErrGRPCInvalidSortOption.
+// mvcc.ErrEmptyKey (use key "\x00" with range_end "\x00" for every
+// key), an unknown sort order or target ErrInvalidSortOption.
 func ValidateRange(req *pb.RangeRequest) error {
 	if req == nil {
 		return errNilRequest
 	}
 	if len(req.Key) == 0 {
-		return rpctypes.ErrGRPCEmptyKey
+		return errEmptyKey
 	}
 	if _, ok := pb.RangeRequest_SortOrder_name[int32(req.SortOrder)]; !ok {
-		return rpctypes.ErrGRPCInvalidSortOption
+		return errInvalidSortOption
 	}
 	if _, ok := pb.RangeRequest_SortTarget_name[int32(req.SortTarget)]; !ok {
-		return rpctypes.ErrGRPCInvalidSortOption
+		return errInvalidSortOption
 	}
 	return nil
 }
 
 // ValidatePut checks a Put request before it is proposed, so that a
 // request that can never succeed does not cost a consensus round: an empty
-// key is rpctypes.ErrGRPCEmptyKey, a value given with ignore_value
-// rpctypes.ErrGRPCValueProvided, a lease given with ignore_lease
-// rpctypes.ErrGRPCLeaseProvided. Whether the key or the lease exists is
+// key is mvcc.ErrEmptyKey, a value given with ignore_value
+// ErrValueProvided, a lease given with ignore_lease
+// ErrLeaseProvided. Whether the key or the lease exists is
 // only known when the entry is applied (Put checks it).
 func ValidatePut(req *pb.PutRequest) error {
 	if req == nil {
 		return errNilRequest
 	}
 	if len(req.Key) == 0 {
-		return rpctypes.ErrGRPCEmptyKey
+		return errEmptyKey
 	}
 	if req.IgnoreValue && len(req.Value) != 0 {
-		return rpctypes.ErrGRPCValueProvided
+		return errValueProvided
 	}
 	if req.IgnoreLease && req.Lease != 0 {
-		return rpctypes.ErrGRPCLeaseProvided
+		return errLeaseProvided
 	}
 	return nil
 }
 
 // ValidateDeleteRange checks a DeleteRange request before it is proposed:
-// an empty key is rpctypes.ErrGRPCEmptyKey (use "\x00" with range_end
+// an empty key is mvcc.ErrEmptyKey (use "\x00" with range_end
 // "\x00" to delete every key).
 func ValidateDeleteRange(req *pb.DeleteRangeRequest) error {
 	if req == nil {
 		return errNilRequest
 	}
 	if len(req.Key) == 0 {
-		return rpctypes.ErrGRPCEmptyKey
+		return errEmptyKey
 	}
 	return nil
 }
 
 // ValidateCompaction checks a Compaction request before it is proposed. A
 // negative revision is always below the compaction point, so it fails with
-// rpctypes.ErrGRPCCompacted as in etcd. Whether a revision is compacted or
+// mvcc.ErrCompacted as in etcd. Whether a revision is compacted or
 // in the future depends on the store at apply time: Store.Compact reports
-// those, and ToGRPCError maps them.
+// those, and the server refuses the request with them.
 func ValidateCompaction(req *pb.CompactionRequest) error {
 	if req == nil {
 		return errNilRequest
 	}
 	if req.Revision < 0 {
-		return rpctypes.ErrGRPCCompacted
+		return errCompacted
 	}
 	return nil
 }
@@ -105,17 +104,18 @@ func ValidateCompaction(req *pb.CompactionRequest) error {
 // read-only txn), as etcd does:
 //
 //   - more than lim.MaxTxnOps compares, success or failure operations:
-//     rpctypes.ErrGRPCTooManyOps (nested transactions share the budget,
+//     ErrTooManyOps (nested transactions share the budget,
 //     see Limits);
-//   - a compare or operation on an empty key: rpctypes.ErrGRPCEmptyKey;
+//   - a compare or operation on an empty key: mvcc.ErrEmptyKey;
 //     any other invalid operation fails as the matching Validate function;
-//   - an operation with no request set: rpctypes.ErrGRPCKeyNotFound (what
+//   - an operation with no request set: mvcc.ErrKeyNotFound (what
 //     etcd answers);
 //   - a compare with an unknown target or result, or whose operand does
-//     not match its target: InvalidArgument;
+//     not match its target: a RequestError with no mapping of its own
+//     (an invalid argument);
 //   - within one branch (nested transactions included, both of their
 //     branches), a key put twice, or put and also deleted by a
-//     DeleteRange: rpctypes.ErrGRPCDuplicateKey. The two branches of one
+//     DeleteRange: ErrDuplicateKey. The two branches of one
 //     nested transaction may touch the same keys, since only one of them
 //     runs. etcd forbids these so that one revision holds at most one
 //     change per key, which watchers and clients rely on.
@@ -141,7 +141,7 @@ func ValidateTxn(req *pb.TxnRequest, lim Limits) error {
 func validateTxn(req *pb.TxnRequest, budget int) error {
 	n := max(len(req.Compare), len(req.Success), len(req.Failure))
 	if n > budget {
-		return rpctypes.ErrGRPCTooManyOps
+		return errTooManyOps
 	}
 	for _, c := range req.Compare {
 		if err := validateCompare(c); err != nil {
@@ -160,7 +160,7 @@ func validateTxn(req *pb.TxnRequest, budget int) error {
 
 func validateOp(op *pb.RequestOp, budget int) error {
 	if op == nil {
-		return rpctypes.ErrGRPCKeyNotFound
+		return errKeyNotFound
 	}
 	switch r := op.Request.(type) {
 	case *pb.RequestOp_RequestRange:
@@ -185,7 +185,7 @@ func validateOp(op *pb.RequestOp, budget int) error {
 		return validateTxn(r.RequestTxn, budget)
 	}
 	// No request set: etcd answers "key not found" for it.
-	return rpctypes.ErrGRPCKeyNotFound
+	return errKeyNotFound
 }
 
 // validateCompare checks one compare: a key, a known target and result,
@@ -197,7 +197,7 @@ func validateCompare(c *pb.Compare) error {
 		return errNilCompare
 	}
 	if len(c.Key) == 0 {
-		return rpctypes.ErrGRPCEmptyKey
+		return errEmptyKey
 	}
 	switch c.Result {
 	case pb.Compare_EQUAL, pb.Compare_NOT_EQUAL, pb.Compare_GREATER, pb.Compare_LESS:
@@ -247,7 +247,7 @@ func (d *delSpan) contains(k []byte) bool {
 	return d.toEnd || bytes.Compare(k, d.end) < 0
 }
 
-// checkBranchWrites reports rpctypes.ErrGRPCDuplicateKey if the operations
+// checkBranchWrites reports ErrDuplicateKey if the operations
 // of one branch put a key twice or put a key that they also delete.
 func checkBranchWrites(ops []*pb.RequestOp) error {
 	// Fast path for the common shapes (one put, or deletes only): no
@@ -344,7 +344,7 @@ func checkConflicts(puts []putKey, dels []delSpan) error {
 		})
 		for i := 1; i < len(puts); i++ {
 			if puts[i].unit != puts[i-1].unit && bytes.Equal(puts[i].key, puts[i-1].key) {
-				return rpctypes.ErrGRPCDuplicateKey
+				return errDuplicateKey
 			}
 		}
 	}
@@ -361,7 +361,7 @@ func conflictsQuadratic(puts []putKey, dels []delSpan) error {
 	for i := range puts {
 		for j := range dels {
 			if puts[i].unit != dels[j].unit && dels[j].contains(puts[i].key) {
-				return rpctypes.ErrGRPCDuplicateKey
+				return errDuplicateKey
 			}
 		}
 	}
@@ -423,7 +423,7 @@ func conflictsSorted(puts []putKey, dels []delSpan) error {
 			c = prefix[n-1].second
 		}
 		if c.ok && (c.toEnd || bytes.Compare(p.key, c.end) < 0) {
-			return rpctypes.ErrGRPCDuplicateKey
+			return errDuplicateKey
 		}
 	}
 	return nil

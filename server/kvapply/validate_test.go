@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // errInvalid stands, in the tables, for "some InvalidArgument error of
@@ -29,11 +28,11 @@ func TestValidateRange(t *testing.T) {
 		want error
 	}{
 		{"nil", nil, errInvalid},
-		{"empty key", &pb.RangeRequest{}, rpctypes.ErrGRPCEmptyKey},
-		{"empty key with end", &pb.RangeRequest{RangeEnd: []byte("\x00")}, rpctypes.ErrGRPCEmptyKey},
-		{"bad sort order", &pb.RangeRequest{Key: []byte("a"), SortOrder: 3}, rpctypes.ErrGRPCInvalidSortOption},
-		{"negative sort order", &pb.RangeRequest{Key: []byte("a"), SortOrder: -1}, rpctypes.ErrGRPCInvalidSortOption},
-		{"bad sort target", &pb.RangeRequest{Key: []byte("a"), SortTarget: 5}, rpctypes.ErrGRPCInvalidSortOption},
+		{"empty key", &pb.RangeRequest{}, errEmptyKey},
+		{"empty key with end", &pb.RangeRequest{RangeEnd: []byte("\x00")}, errEmptyKey},
+		{"bad sort order", &pb.RangeRequest{Key: []byte("a"), SortOrder: 3}, errInvalidSortOption},
+		{"negative sort order", &pb.RangeRequest{Key: []byte("a"), SortOrder: -1}, errInvalidSortOption},
+		{"bad sort target", &pb.RangeRequest{Key: []byte("a"), SortTarget: 5}, errInvalidSortOption},
 		{"ok", &pb.RangeRequest{Key: []byte("a")}, nil},
 		{"ok all keys", &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}, nil},
 		{"ok every option", &pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("b"), Limit: -3, Revision: -1,
@@ -52,10 +51,10 @@ func TestValidatePut(t *testing.T) {
 		want error
 	}{
 		{"nil", nil, errInvalid},
-		{"empty key", &pb.PutRequest{Value: []byte("v")}, rpctypes.ErrGRPCEmptyKey},
-		{"value with ignore_value", &pb.PutRequest{Key: []byte("a"), Value: []byte("v"), IgnoreValue: true}, rpctypes.ErrGRPCValueProvided},
-		{"lease with ignore_lease", &pb.PutRequest{Key: []byte("a"), Lease: 5, IgnoreLease: true}, rpctypes.ErrGRPCLeaseProvided},
-		{"empty key first", &pb.PutRequest{Value: []byte("v"), IgnoreValue: true}, rpctypes.ErrGRPCEmptyKey},
+		{"empty key", &pb.PutRequest{Value: []byte("v")}, errEmptyKey},
+		{"value with ignore_value", &pb.PutRequest{Key: []byte("a"), Value: []byte("v"), IgnoreValue: true}, errValueProvided},
+		{"lease with ignore_lease", &pb.PutRequest{Key: []byte("a"), Lease: 5, IgnoreLease: true}, errLeaseProvided},
+		{"empty key first", &pb.PutRequest{Value: []byte("v"), IgnoreValue: true}, errEmptyKey},
 		{"ignore_value without value", &pb.PutRequest{Key: []byte("a"), IgnoreValue: true, Lease: 3}, nil},
 		{"ignore_lease without lease", &pb.PutRequest{Key: []byte("a"), Value: []byte("v"), IgnoreLease: true}, nil},
 		{"both ignores", &pb.PutRequest{Key: []byte("a"), IgnoreValue: true, IgnoreLease: true, PrevKv: true}, nil},
@@ -68,14 +67,14 @@ func TestValidatePut(t *testing.T) {
 
 func TestValidateDeleteRange(t *testing.T) {
 	checkWant(t, ValidateDeleteRange(nil), errInvalid)
-	checkWant(t, ValidateDeleteRange(&pb.DeleteRangeRequest{RangeEnd: []byte{0}}), rpctypes.ErrGRPCEmptyKey)
+	checkWant(t, ValidateDeleteRange(&pb.DeleteRangeRequest{RangeEnd: []byte{0}}), errEmptyKey)
 	checkWant(t, ValidateDeleteRange(&pb.DeleteRangeRequest{Key: []byte("a"), PrevKv: true}), nil)
 	checkWant(t, ValidateDeleteRange(&pb.DeleteRangeRequest{Key: []byte{0}, RangeEnd: []byte{0}}), nil)
 }
 
 func TestValidateCompaction(t *testing.T) {
 	checkWant(t, ValidateCompaction(nil), errInvalid)
-	checkWant(t, ValidateCompaction(&pb.CompactionRequest{Revision: -1}), rpctypes.ErrGRPCCompacted)
+	checkWant(t, ValidateCompaction(&pb.CompactionRequest{Revision: -1}), errCompacted)
 	checkWant(t, ValidateCompaction(&pb.CompactionRequest{Revision: 0}), nil)
 	checkWant(t, ValidateCompaction(&pb.CompactionRequest{Revision: 9, Physical: true}), nil)
 }
@@ -110,17 +109,17 @@ func TestValidateTxn(t *testing.T) {
 		{"nil", nil, lim3, errInvalid},
 		{"empty txn", &pb.TxnRequest{}, lim3, nil},
 		{"compares at limit", &pb.TxnRequest{Compare: manyCompares(3)}, lim3, nil},
-		{"too many compares", &pb.TxnRequest{Compare: manyCompares(4)}, lim3, rpctypes.ErrGRPCTooManyOps},
-		{"too many success", &pb.TxnRequest{Success: manyOps(4)}, lim3, rpctypes.ErrGRPCTooManyOps},
-		{"too many failure", &pb.TxnRequest{Failure: manyOps(4)}, lim3, rpctypes.ErrGRPCTooManyOps},
+		{"too many compares", &pb.TxnRequest{Compare: manyCompares(4)}, lim3, errTooManyOps},
+		{"too many success", &pb.TxnRequest{Success: manyOps(4)}, lim3, errTooManyOps},
+		{"too many failure", &pb.TxnRequest{Failure: manyOps(4)}, lim3, errTooManyOps},
 		{"each count on its own", &pb.TxnRequest{Compare: manyCompares(3), Success: manyOps(3), Failure: manyOps(3)}, lim3, nil},
 		{"default limit ok", &pb.TxnRequest{Success: manyOps(DefaultMaxTxnOps)}, Limits{}, nil},
-		{"default limit exceeded", &pb.TxnRequest{Success: manyOps(DefaultMaxTxnOps + 1)}, Limits{}, rpctypes.ErrGRPCTooManyOps},
-		{"nested within budget", &pb.TxnRequest{Success: []*pb.RequestOp{opTxn(&pb.TxnRequest{Success: manyOps(2)}), opPut("x", "")}}, lim3 /* 3-2=1 left */, rpctypes.ErrGRPCTooManyOps},
+		{"default limit exceeded", &pb.TxnRequest{Success: manyOps(DefaultMaxTxnOps + 1)}, Limits{}, errTooManyOps},
+		{"nested within budget", &pb.TxnRequest{Success: []*pb.RequestOp{opTxn(&pb.TxnRequest{Success: manyOps(2)}), opPut("x", "")}}, lim3 /* 3-2=1 left */, errTooManyOps},
 		{"nested budget fits", &pb.TxnRequest{Success: []*pb.RequestOp{opTxn(&pb.TxnRequest{Success: manyOps(1)}), opPut("x", "")}}, lim3, nil},
-		{"nested in failure", &pb.TxnRequest{Failure: []*pb.RequestOp{opTxn(&pb.TxnRequest{Compare: manyCompares(3)})}}, lim3, rpctypes.ErrGRPCTooManyOps},
+		{"nested in failure", &pb.TxnRequest{Failure: []*pb.RequestOp{opTxn(&pb.TxnRequest{Compare: manyCompares(3)})}}, lim3, errTooManyOps},
 		{"nil compare", &pb.TxnRequest{Compare: []*pb.Compare{nil}}, lim3, errInvalid},
-		{"compare empty key", &pb.TxnRequest{Compare: []*pb.Compare{cmpVersion("", pb.Compare_EQUAL, 0)}}, lim3, rpctypes.ErrGRPCEmptyKey},
+		{"compare empty key", &pb.TxnRequest{Compare: []*pb.Compare{cmpVersion("", pb.Compare_EQUAL, 0)}}, lim3, errEmptyKey},
 		{"compare bad result", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Result: 4, TargetUnion: &pb.Compare_Version{}}}}, lim3, errInvalid},
 		{"compare bad target", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: 5, TargetUnion: &pb.Compare_Version{}}}}, lim3, errInvalid},
 		{"compare no operand", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_MOD}}}, lim3, errInvalid},
@@ -128,19 +127,19 @@ func TestValidateTxn(t *testing.T) {
 		{"compare nil value operand ok", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_VALUE, TargetUnion: &pb.Compare_Value{}}}}, lim3, nil},
 		{"every compare kind", &pb.TxnRequest{Compare: []*pb.Compare{good, cmpCreate("a", pb.Compare_GREATER, 1), cmpMod("a", pb.Compare_LESS, 1)}}, lim3, nil},
 		{"value and lease compares", &pb.TxnRequest{Compare: []*pb.Compare{cmpValue("a", pb.Compare_NOT_EQUAL, "x"), withEnd(cmpLease("a", pb.Compare_EQUAL, 0), "\x00")}}, lim3, nil},
-		{"nil op", &pb.TxnRequest{Success: []*pb.RequestOp{nil}}, lim3, rpctypes.ErrGRPCKeyNotFound},
-		{"empty op", &pb.TxnRequest{Failure: []*pb.RequestOp{{}}}, lim3, rpctypes.ErrGRPCKeyNotFound},
+		{"nil op", &pb.TxnRequest{Success: []*pb.RequestOp{nil}}, lim3, errKeyNotFound},
+		{"empty op", &pb.TxnRequest{Failure: []*pb.RequestOp{{}}}, lim3, errKeyNotFound},
 		{"nil range op", &pb.TxnRequest{Success: []*pb.RequestOp{opRangeReq(nil)}}, lim3, errInvalid},
 		{"nil put op", &pb.TxnRequest{Success: []*pb.RequestOp{opPutReq(nil)}}, lim3, errInvalid},
 		{"nil delete op", &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestDeleteRange{}}}}, lim3, errInvalid},
 		{"nil txn op", &pb.TxnRequest{Success: []*pb.RequestOp{opTxn(nil)}}, lim3, errInvalid},
-		{"range empty key", &pb.TxnRequest{Success: []*pb.RequestOp{opRange("", "")}}, lim3, rpctypes.ErrGRPCEmptyKey},
-		{"range bad sort", &pb.TxnRequest{Success: []*pb.RequestOp{opRangeReq(&pb.RangeRequest{Key: []byte("a"), SortTarget: 9})}}, lim3, rpctypes.ErrGRPCInvalidSortOption},
-		{"put empty key", &pb.TxnRequest{Failure: []*pb.RequestOp{opPut("", "v")}}, lim3, rpctypes.ErrGRPCEmptyKey},
-		{"put value provided", &pb.TxnRequest{Success: []*pb.RequestOp{opPutReq(&pb.PutRequest{Key: []byte("a"), Value: []byte("v"), IgnoreValue: true})}}, lim3, rpctypes.ErrGRPCValueProvided},
-		{"delete empty key", &pb.TxnRequest{Success: []*pb.RequestOp{opDel("", "\x00")}}, lim3, rpctypes.ErrGRPCEmptyKey},
+		{"range empty key", &pb.TxnRequest{Success: []*pb.RequestOp{opRange("", "")}}, lim3, errEmptyKey},
+		{"range bad sort", &pb.TxnRequest{Success: []*pb.RequestOp{opRangeReq(&pb.RangeRequest{Key: []byte("a"), SortTarget: 9})}}, lim3, errInvalidSortOption},
+		{"put empty key", &pb.TxnRequest{Failure: []*pb.RequestOp{opPut("", "v")}}, lim3, errEmptyKey},
+		{"put value provided", &pb.TxnRequest{Success: []*pb.RequestOp{opPutReq(&pb.PutRequest{Key: []byte("a"), Value: []byte("v"), IgnoreValue: true})}}, lim3, errValueProvided},
+		{"delete empty key", &pb.TxnRequest{Success: []*pb.RequestOp{opDel("", "\x00")}}, lim3, errEmptyKey},
 		{"nested bad compare", &pb.TxnRequest{Success: []*pb.RequestOp{opTxn(&pb.TxnRequest{Compare: []*pb.Compare{nil}})}}, lim3, errInvalid},
-		{"nested nil op", &pb.TxnRequest{Success: []*pb.RequestOp{opTxn(&pb.TxnRequest{Failure: []*pb.RequestOp{nil}})}}, lim3, rpctypes.ErrGRPCKeyNotFound},
+		{"nested nil op", &pb.TxnRequest{Success: []*pb.RequestOp{opTxn(&pb.TxnRequest{Failure: []*pb.RequestOp{nil}})}}, lim3, errKeyNotFound},
 		{"mixed ok", &pb.TxnRequest{Compare: []*pb.Compare{good}, Success: []*pb.RequestOp{opPut("a", "1"), opRange("a", ""), opDel("b", "c")}, Failure: []*pb.RequestOp{opRange("a", "\x00")}}, lim3, nil},
 	}
 	for _, tt := range tests {
@@ -151,7 +150,7 @@ func TestValidateTxn(t *testing.T) {
 // TestValidateTxnDuplicates covers the put/put and put/delete overlap
 // rules, through nested transactions.
 func TestValidateTxnDuplicates(t *testing.T) {
-	dup := rpctypes.ErrGRPCDuplicateKey
+	dup := errDuplicateKey
 	nested := func(success []*pb.RequestOp, failure ...*pb.RequestOp) *pb.RequestOp {
 		return opTxn(&pb.TxnRequest{Success: success, Failure: failure})
 	}
@@ -263,5 +262,5 @@ func TestValidateTxnLargeBranch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ops = append(ops, opPut("q030\x01", ""))
-	checkErr(t, ValidateTxn(&pb.TxnRequest{Success: ops}, Limits{}), rpctypes.ErrGRPCDuplicateKey)
+	checkErr(t, ValidateTxn(&pb.TxnRequest{Success: ops}, Limits{}), errDuplicateKey)
 }

@@ -1,0 +1,273 @@
+package v3rpc
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/synod-db/synod/lease"
+	"github.com/synod-db/synod/server"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// checkStatus fails unless err is the gRPC error want, as a client
+// receives it (code and message).
+func checkStatus(t *testing.T, what string, err, want error) {
+	t.Helper()
+	got, wantSt := status.Convert(err), status.Convert(want)
+	if got.Code() != wantSt.Code() || got.Message() != wantSt.Message() {
+		t.Errorf("%s: %v (%v), want %v (%v)", what, got.Message(), got.Code(), wantSt.Message(), wantSt.Code())
+	}
+}
+
+// TestKVRefusesMalformedRequestsBeforeTheMember checks that what etcd
+// rejects never costs a raft round: the member sees no call.
+func TestKVRefusesMalformedRequestsBeforeTheMember(t *testing.T) {
+	f := newFakeMember()
+	kv := pb.NewKVClient(serveFake(t, f))
+	ctx := ctxT(t)
+	dupPut := &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("k")}}}
+	tests := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"range empty key", func() error { _, err := kv.Range(ctx, &pb.RangeRequest{}); return err }, rpctypes.ErrGRPCEmptyKey},
+		{"range bad sort", func() error {
+			_, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("a"), SortOrder: 7})
+			return err
+		}, rpctypes.ErrGRPCInvalidSortOption},
+		{"put empty key", func() error { _, err := kv.Put(ctx, &pb.PutRequest{Value: []byte("v")}); return err }, rpctypes.ErrGRPCEmptyKey},
+		{"put value provided", func() error {
+			_, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v"), IgnoreValue: true})
+			return err
+		}, rpctypes.ErrGRPCValueProvided},
+		{"put too large", func() error {
+			_, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: make([]byte, 1<<20)})
+			return err
+		}, rpctypes.ErrGRPCRequestTooLarge},
+		{"delete empty key", func() error { _, err := kv.DeleteRange(ctx, &pb.DeleteRangeRequest{}); return err }, rpctypes.ErrGRPCEmptyKey},
+		{"txn duplicate key", func() error {
+			_, err := kv.Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{dupPut, dupPut}})
+			return err
+		}, rpctypes.ErrGRPCDuplicateKey},
+		{"txn too many ops", func() error {
+			ops := make([]*pb.RequestOp, 129)
+			for i := range ops {
+				ops[i] = &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("k")}}}
+			}
+			_, err := kv.Txn(ctx, &pb.TxnRequest{Success: ops})
+			return err
+		}, rpctypes.ErrGRPCTooManyOps},
+		{"lease TTL too large", func() error {
+			_, err := pb.NewLeaseClient(serveFake(t, f)).LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: lease.MaxTTL + 1})
+			return err
+		}, rpctypes.ErrGRPCLeaseTTLTooLarge},
+	}
+	for _, tt := range tests {
+		checkStatus(t, tt.name, tt.call(), tt.want)
+	}
+	if n := f.callCount(); n != 0 {
+		t.Fatalf("%d malformed requests reached the member: %v", n, f.calls)
+	}
+}
+
+// TestMemberErrorsReachClientsAsEtcds checks the mapping end to end: a
+// domain error of the member is what an etcd client expects.
+func TestMemberErrorsReachClientsAsEtcds(t *testing.T) {
+	f := newFakeMember()
+	conn := serveFake(t, f)
+	ctx := ctxT(t)
+	kv, cl, mt := pb.NewKVClient(conn), pb.NewClusterClient(conn), pb.NewMaintenanceClient(conn)
+	tests := []struct {
+		err  error
+		call func() error
+		want error
+	}{
+		{server.ErrNoSpace, func() error { _, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k")}); return err }, rpctypes.ErrGRPCNoSpace},
+		{server.ErrTimeout, func() error { _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("k")}); return err }, rpctypes.ErrGRPCTimeout},
+		{server.ErrMemberNotFound, func() error { _, err := cl.MemberRemove(ctx, &pb.MemberRemoveRequest{ID: 9}); return err }, rpctypes.ErrGRPCMemberNotFound},
+		{server.ErrPeerURLExists, func() error {
+			_, err := cl.MemberAdd(ctx, &pb.MemberAddRequest{PeerURLs: []string{"http://a:1"}})
+			return err
+		}, rpctypes.ErrGRPCPeerURLExist},
+		{server.ErrMemberNotFound, func() error { _, err := mt.MoveLeader(ctx, &pb.MoveLeaderRequest{TargetID: 9}); return err }, rpctypes.ErrGRPCBadLeaderTransferee},
+		{server.ErrStopped, func() error { _, err := mt.Defragment(ctx, &pb.DefragmentRequest{}); return err }, rpctypes.ErrGRPCStopped},
+	}
+	for _, tt := range tests {
+		f.set(func(f *fakeMember) { f.err = tt.err })
+		checkStatus(t, tt.err.Error(), tt.call(), tt.want)
+	}
+}
+
+// TestLearnerServesOnlyWhatItMay checks the learner interceptor: a
+// learner refuses writes and linearizable reads as etcd's learners do.
+func TestLearnerServesOnlyWhatItMay(t *testing.T) {
+	f := newFakeMember()
+	f.learner = true
+	conn := serveFake(t, f)
+	ctx := ctxT(t)
+	kv := pb.NewKVClient(conn)
+	_, err := kv.Put(ctx, &pb.PutRequest{Key: []byte("k")})
+	checkStatus(t, "put on a learner", err, rpctypes.ErrGRPCNotSupportedForLearner)
+	_, err = kv.Range(ctx, &pb.RangeRequest{Key: []byte("k")})
+	checkStatus(t, "linearizable range on a learner", err, rpctypes.ErrGRPCNotSupportedForLearner)
+	if _, err := kv.Range(ctx, &pb.RangeRequest{Key: []byte("k"), Serializable: true}); err != nil {
+		t.Errorf("serializable range on a learner: %v", err)
+	}
+	if _, err := pb.NewMaintenanceClient(conn).Status(ctx, &pb.StatusRequest{}); err != nil {
+		t.Errorf("status on a learner: %v", err)
+	}
+	_, err = pb.NewLeaseClient(conn).LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: 5})
+	checkStatus(t, "lease grant on a learner", err, rpctypes.ErrGRPCNotSupportedForLearner)
+}
+
+// TestRequireLeader checks clientv3's WithRequireLeader: without a leader
+// the call fails at once instead of waiting for one.
+func TestRequireLeader(t *testing.T) {
+	f := newFakeMember()
+	f.leader = 0
+	conn := serveFake(t, f)
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), rpctypes.MetadataRequireLeaderKey, rpctypes.MetadataHasLeader)
+	_, err := pb.NewKVClient(conn).Range(ctx, &pb.RangeRequest{Key: []byte("k")})
+	checkStatus(t, "range", err, rpctypes.ErrGRPCNoLeader)
+	w, err := pb.NewWatchClient(conn).Watch(ctx)
+	if err == nil {
+		_, err = w.Recv()
+	}
+	checkStatus(t, "watch", err, rpctypes.ErrGRPCNoLeader)
+	if n := f.callCount(); n != 0 {
+		t.Errorf("calls reached the member: %v", f.calls)
+	}
+	// Without the metadata the call goes through.
+	if _, err := pb.NewKVClient(conn).Range(ctxT(t), &pb.RangeRequest{Key: []byte("k")}); err != nil {
+		t.Errorf("range without require-leader: %v", err)
+	}
+}
+
+// TestKeepAliveOfUnknownLease checks that a keep-alive of a lease the
+// member does not know is answered with TTL 0 (clientv3 then ends its
+// keep-alive), and a known one with its TTL.
+func TestKeepAliveOfUnknownLease(t *testing.T) {
+	f := newFakeMember()
+	f.leaseTTLs[5] = 30
+	ka, err := pb.NewLeaseClient(serveFake(t, f)).LeaseKeepAlive(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ id, ttl int64 }{{5, 30}, {6, 0}} {
+		if err := ka.Send(&pb.LeaseKeepAliveRequest{ID: c.id}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := ka.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ID != c.id || resp.TTL != c.ttl {
+			t.Errorf("keep-alive of %d: %+v, want TTL %d", c.id, resp, c.ttl)
+		}
+	}
+}
+
+// TestStatusAndHashes checks the Maintenance answers built from the
+// member's figures.
+func TestStatusAndHashes(t *testing.T) {
+	f := newFakeMember()
+	mt := pb.NewMaintenanceClient(serveFake(t, f))
+	ctx := ctxT(t)
+	st, err := mt.Status(ctx, &pb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Version != server.Version || st.DbSize != 4096 || st.DbSizeInUse != 1024 || st.RaftIndex != 10 || st.RaftAppliedIndex != 9 || st.Header.MemberId != 1 {
+		t.Errorf("status %+v", st)
+	}
+	h, err := mt.HashKV(ctx, &pb.HashKVRequest{})
+	if err != nil || h.Hash != 43 || h.CompactRevision != 2 || h.HashRevision != 5 {
+		t.Errorf("hashkv %+v %v", h, err)
+	}
+	snap, err := mt.Snapshot(ctx, &pb.SnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blob []byte
+	for {
+		resp, err := snap.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob = append(blob, resp.Blob...)
+	}
+	if string(blob) != "snapshot bytes" {
+		t.Errorf("snapshot %q", blob)
+	}
+}
+
+// TestHandledMetricCountsEtcdCodes checks that grpc_server_handled_total
+// counts the code the client received, not the domain error's.
+func TestHandledMetricCountsEtcdCodes(t *testing.T) {
+	f := newFakeMember()
+	f.err = server.ErrNoSpace
+	_, err := pb.NewKVClient(serveFake(t, f)).Put(ctxT(t), &pb.PutRequest{Key: []byte("k")})
+	checkStatus(t, "put", err, rpctypes.ErrGRPCNoSpace)
+	code := codes.ResourceExhausted.String()
+	var m dto.Metric
+	if err := f.metrics.handled.WithLabelValues("/etcdserverpb.KV/Put", code).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 1 {
+		t.Errorf("handled{code=%s} = %v, want 1", code, n)
+	}
+}
+
+// TestHealth checks /health as etcd answers it.
+func TestHealth(t *testing.T) {
+	f := newFakeMember()
+	h := NewHTTPHandler(f, NewMetrics(f), false)
+	get := func(path string) (int, map[string]string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		var body map[string]string
+		if err := json.NewDecoder(rec.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Code, body
+	}
+	if code, body := get("/health"); code != http.StatusOK || body["health"] != "true" {
+		t.Errorf("healthy member: %d %v", code, body)
+	}
+	f.set(func(f *fakeMember) { f.err = server.ErrTimeout })
+	if code, body := get("/health"); code != http.StatusServiceUnavailable || !strings.HasPrefix(body["reason"], "QGET ERROR") {
+		t.Errorf("member whose reads fail: %d %v", code, body)
+	}
+	if code, body := get("/health?serializable=true"); code != http.StatusOK {
+		t.Errorf("serializable health skips the read: %d %v", code, body)
+	}
+	f.set(func(f *fakeMember) { f.leader = 0 })
+	if code, body := get("/health"); code != http.StatusServiceUnavailable || body["reason"] != "RAFT NO LEADER" {
+		t.Errorf("member without a leader: %d %v", code, body)
+	}
+	if code, body := get("/version"); code != http.StatusOK || body["etcdserver"] != server.Version {
+		t.Errorf("version: %d %v", code, body)
+	}
+}
