@@ -98,29 +98,29 @@ func (a *alarmSet) set(m *pb.AlarmMember, on bool) bool {
 }
 
 // applyAlarm applies an Alarm request.
-func (s *Server) applyAlarm(index uint64, r *pb.AlarmRequest) (any, error) {
+func (a *applier) applyAlarm(index uint64, r *pb.AlarmRequest) (any, error) {
 	resp := &pb.AlarmResponse{}
 	m := &pb.AlarmMember{MemberID: r.MemberID, Alarm: r.Alarm}
 	switch r.Action {
 	case pb.AlarmRequest_GET:
-		resp.Alarms = s.alarms.list(r.Alarm)
-		return resp, s.kv.SetConsistentIndex(index)
+		resp.Alarms = a.alarms.list(r.Alarm)
+		return resp, a.kv.SetConsistentIndex(index)
 	case pb.AlarmRequest_ACTIVATE:
 		if r.Alarm == pb.AlarmType_NONE {
-			return resp, s.kv.SetConsistentIndex(index)
+			return resp, a.kv.SetConsistentIndex(index)
 		}
-		if s.alarms.set(m, true) {
-			s.lg.Warn("alarm raised", "alarm", r.Alarm.String(), "member", fmt.Sprintf("%x", r.MemberID))
+		if a.alarms.set(m, true) {
+			a.lg.Warn("alarm raised", "alarm", r.Alarm.String(), "member", fmt.Sprintf("%x", r.MemberID))
 		}
 		resp.Alarms = []*pb.AlarmMember{m}
 	case pb.AlarmRequest_DEACTIVATE:
-		before := s.alarms.list(r.Alarm)
-		if s.alarms.set(m, false) {
-			s.lg.Info("alarm cleared", "alarm", r.Alarm.String(), "member", fmt.Sprintf("%x", r.MemberID))
+		before := a.alarms.list(r.Alarm)
+		if a.alarms.set(m, false) {
+			a.lg.Info("alarm cleared", "alarm", r.Alarm.String(), "member", fmt.Sprintf("%x", r.MemberID))
 			resp.Alarms = before
 		}
 	default:
-		return resp, s.kv.SetConsistentIndex(index)
+		return resp, a.kv.SetConsistentIndex(index)
 	}
-	return resp, s.kv.SetMeta(index, metaAlarms, s.alarms.marshal())
+	return resp, a.kv.SetMeta(index, metaAlarms, a.alarms.marshal())
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/synod-db/synod/datadir"
 	"github.com/synod-db/synod/server/watch"
 	"github.com/synod-db/synod/wal"

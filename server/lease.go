@@ -11,7 +11,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/synod-db/synod/lease"
-	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/server/kvapply"
 )
 
@@ -44,10 +43,6 @@ type LeaseConfig struct {
 	CheckpointInterval time.Duration
 }
 
-// ErrLeasesUnavailable is returned by the lease calls of a member whose
-// lease state was not opened (a server built without openLeases).
-var ErrLeasesUnavailable = errors.New("server: leases are not enabled on this member")
-
 // ErrStaleExpiry answers an expiry revocation that a deposed leader
 // proposed, or one about an earlier grant of the lease ID: it is not
 // applied. Only the server's own lease loop sees it. The apply step
@@ -72,79 +67,24 @@ type leaseState struct {
 	primaryChg chan struct{} // closed and replaced at every promotion or demotion
 }
 
-// leases returns the member's lease state, nil if not opened.
-func (s *Server) leases() *leaseState { return s.leaseSt }
-
 // openLeases loads the lease table from the key space. open calls it once
 // the key space is final (after catchUpKV), before anything is applied.
 func (s *Server) openLeases(cfg LeaseConfig) error {
 	les := lease.New(lease.Config{RevokeRetry: s.cfg.RequestTimeout})
 	ls := &leaseState{les: les, checker: kvapply.LeaseCheckerFunc(les.Exists), cfg: cfg, primaryChg: make(chan struct{})}
-	if err := s.loadLeases(ls); err != nil {
+	if err := ls.load(s.kv, s.lg); err != nil {
 		return err
 	}
-	s.leaseSt = ls
-	return nil
-}
-
-// reloadLeases rebuilds the lease table from the key space after a
-// snapshot replaced it (applySnapshot calls it).
-func (s *Server) reloadLeases() error {
-	ls := s.leases()
-	if ls == nil {
-		return nil
-	}
-	return s.loadLeases(ls)
-}
-
-// loadLeases fills the lessor from the stored lease records and attaches
-// every live leased key. Only the apply goroutine (or open, before it
-// runs) writes the key space, so the two reads see the same state.
-func (s *Server) loadLeases(ls *leaseState) error {
-	recs, err := s.kv.Leases()
-	if err != nil {
-		return fmt.Errorf("load leases: %w", err)
-	}
-	table := make([]lease.Record, len(recs))
-	for i, r := range recs {
-		table[i] = lease.Record{ID: r.ID, TTL: r.TTL, RemainingTTL: r.RemainingTTL, GrantIndex: r.GrantIndex}
-	}
-	ls.les.Reset(table)
-	if len(recs) == 0 {
-		// No lease, so no key to attach: skip reading every live key,
-		// which costs a restart time proportional to the data.
-		return nil
-	}
-	var keys, orphans int
-	err = s.kv.ForEachLeasedKey(func(key []byte, id int64) error {
-		keys++
-		if !ls.les.Attach(id, key) {
-			orphans++
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("load leased keys: %w", err)
-	}
-	if orphans > 0 {
-		// Only data written outside synod's apply path can get here;
-		// such keys are left alone (no lease will delete them).
-		s.lg.Warn("keys attached to leases that do not exist", "keys", orphans)
-	}
-	s.lg.Info("loaded leases", "leases", len(recs), "leased keys", keys)
+	s.leases = ls
 	return nil
 }
 
 // startLeases runs the lease loop (Start calls it).
 func (s *Server) startLeases() {
-	ls := s.leases()
-	if ls == nil {
-		return
-	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.leaseLoop(ls)
+		s.leaseLoop(s.leases)
 	}()
 }
 
@@ -311,167 +251,6 @@ func (s *Server) checkpointLeases(ls *leaseState) {
 	}
 }
 
-// leaseChecker tells kvapply which leases exist, for Puts that attach a
-// key to one.
-func (s *Server) leaseChecker() kvapply.LeaseChecker {
-	if ls := s.leases(); ls != nil {
-		return ls.checker
-	}
-	return kvapply.LeaseCheckerFunc(func(int64) bool { return false })
-}
-
-// leaseTrack attaches and detaches keys to leases as an applied write
-// changed them. Every event carries the key's previous version when there
-// was one (a put's replaced version, a delete's deleted one), which says
-// which lease the key leaves.
-func (s *Server) leaseTrack(events []mvcc.Event) {
-	ls := s.leases()
-	if ls == nil {
-		return
-	}
-	for i := range events {
-		ev := &events[i]
-		var prev, next int64
-		if ev.PrevKV != nil {
-			prev = ev.PrevKV.Lease
-		}
-		if ev.Type == mvcc.EventPut {
-			next = ev.KV.Lease
-		}
-		if prev == next {
-			continue
-		}
-		if prev != 0 {
-			ls.les.Detach(prev, ev.KV.Key)
-		}
-		if next != 0 {
-			ls.les.Attach(next, ev.KV.Key)
-		}
-	}
-}
-
-// applyLease applies a lease request as entry index. A refused request's
-// error is a kvapply.RequestError (the apply loop takes any other error
-// for a storage failure).
-func (s *Server) applyLease(index, entryTerm uint64, req *pb.InternalRaftRequest) (any, error) {
-	ls := s.leases()
-	if ls == nil {
-		if err := s.kv.SetConsistentIndex(index); err != nil {
-			return nil, err
-		}
-		return nil, kvapply.Refuse(ErrLeasesUnavailable)
-	}
-	switch {
-	case req.LeaseGrant != nil:
-		return s.applyLeaseGrant(ls, index, req.LeaseGrant)
-	case req.LeaseRevoke != nil:
-		if exp, ok := expiryOf(req); ok && !ls.expiryCurrent(exp, entryTerm, req.LeaseRevoke.ID) {
-			// A deposed leader's expiry, or one of an earlier grant of
-			// the same ID (see expiryTermField).
-			if err := s.kv.SetConsistentIndex(index); err != nil {
-				return nil, err
-			}
-			return nil, kvapply.Refuse(ErrStaleExpiry)
-		}
-		return s.applyLeaseRevoke(ls, index, req.LeaseRevoke.ID)
-	default:
-		return s.applyLeaseCheckpoint(ls, index, req.LeaseCheckpoint.GetCheckpoints())
-	}
-}
-
-// refuseLease marks the lessor's refusals of a request as the request's
-// fault; any other error is left as it is.
-func refuseLease(err error) error {
-	for _, refusal := range []error{lease.ErrLeaseNotFound, lease.ErrLeaseExists, lease.ErrTTLTooLarge, lease.ErrNoID} {
-		if errors.Is(err, refusal) {
-			return kvapply.Refuse(err)
-		}
-	}
-	return err
-}
-
-func (s *Server) applyLeaseGrant(ls *leaseState, index uint64, r *pb.LeaseGrantRequest) (any, error) {
-	ttl := max(r.TTL, 1)
-	applied := false
-	rev, _, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
-		applied = true
-		if err := ls.les.CheckGrant(r.ID, ttl); err != nil {
-			return refuseLease(err)
-		}
-		return tx.PutLease(mvcc.LeaseRecord{ID: r.ID, TTL: ttl, GrantIndex: index})
-	})
-	if err != nil || !applied { // !applied: applied before a restart
-		return nil, err
-	}
-	if _, err := ls.les.Grant(r.ID, ttl, index); err != nil {
-		return nil, fmt.Errorf("lessor disagrees with the stored leases on grant %016x: %w", r.ID, err)
-	}
-	return &pb.LeaseGrantResponse{Header: &pb.ResponseHeader{Revision: rev}, ID: r.ID, TTL: ttl}, nil
-}
-
-// applyLeaseRevoke deletes the lease and all its keys in one write: one
-// revision with one delete event per key, which watchers get together.
-func (s *Server) applyLeaseRevoke(ls *leaseState, index uint64, id int64) (any, error) {
-	applied := false
-	rev, events, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
-		applied = true
-		keys, err := ls.les.Keys(id)
-		if err != nil {
-			return refuseLease(err)
-		}
-		for _, k := range keys {
-			kv, err := tx.Get(k)
-			if err != nil {
-				return err
-			}
-			if kv == nil || kv.Lease != id {
-				continue // cannot happen while the table follows the writes
-			}
-			if _, _, err := tx.DeleteRange(k, nil, false); err != nil {
-				return err
-			}
-		}
-		return tx.DeleteLease(id)
-	})
-	if err != nil || !applied {
-		return nil, err
-	}
-	if err := ls.les.Revoke(id); err != nil {
-		return nil, fmt.Errorf("lessor disagrees with the stored leases on revoke %016x: %w", id, err)
-	}
-	if len(events) > 0 {
-		s.afterWrite(rev, events)
-	}
-	return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: rev}}, nil
-}
-
-func (s *Server) applyLeaseCheckpoint(ls *leaseState, index uint64, cps []*pb.LeaseCheckpoint) (any, error) {
-	applied := false
-	rev, _, err := s.kv.Write(index, func(tx *mvcc.WriteTxn) error {
-		applied = true
-		for _, cp := range cps {
-			rec, ok := ls.les.Record(cp.GetID())
-			if !ok {
-				continue // revoked since the leader measured it
-			}
-			rec.RemainingTTL = min(max(cp.GetRemaining_TTL(), 0), rec.TTL)
-			if err := tx.PutLease(mvcc.LeaseRecord{ID: rec.ID, TTL: rec.TTL, RemainingTTL: rec.RemainingTTL, GrantIndex: rec.GrantIndex}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil || !applied {
-		return nil, err
-	}
-	for _, cp := range cps {
-		if rec, ok := ls.les.Record(cp.GetID()); ok {
-			ls.les.Checkpoint(rec.ID, min(max(cp.GetRemaining_TTL(), 0), rec.TTL))
-		}
-	}
-	return &pb.LeaseCheckpointResponse{Header: &pb.ResponseHeader{Revision: rev}}, nil
-}
-
 // newLeaseID picks an ID for a grant that asked for none. It comes from
 // the request ID generator (member bits, start time, counter), so members
 // do not collide; a collision with an existing lease fails the grant at
@@ -489,9 +268,6 @@ func (s *Server) newLeaseID() int64 {
 // proposal time, so that every member applies the same TTL; ID 0 asks the
 // server to pick one.
 func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	if s.leases() == nil {
-		return nil, ErrLeasesUnavailable
-	}
 	if r.TTL > lease.MaxTTL {
 		return nil, lease.ErrTTLTooLarge
 	}
@@ -515,9 +291,6 @@ func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 
 // LeaseRevoke revokes a lease through raft, deleting its keys.
 func (s *Server) LeaseRevoke(ctx context.Context, id int64) (*pb.LeaseRevokeResponse, error) {
-	if s.leases() == nil {
-		return nil, ErrLeasesUnavailable
-	}
 	out, err := proposeFor[*pb.LeaseRevokeResponse](ctx, s.propose, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
 	if err != nil {
 		return nil, err
@@ -531,10 +304,7 @@ func (s *Server) LeaseRevoke(ctx context.Context, id int64) (*pb.LeaseRevokeResp
 // to the leader). A lease that does not exist, or expired and is being
 // revoked, gives lease.ErrLeaseNotFound.
 func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
-	ls := s.leases()
-	if ls == nil {
-		return 0, ErrLeasesUnavailable
-	}
+	ls := s.leases
 	caughtUp := false
 	for {
 		if s.lead.Load() != s.id {
@@ -575,10 +345,7 @@ func (s *Server) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 // lease has left: elsewhere it returns ErrNotLeader (the API layer asks
 // the leader). An unknown lease is answered with TTL -1, as etcd does.
 func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	ls := s.leases()
-	if ls == nil {
-		return nil, ErrLeasesUnavailable
-	}
+	ls := s.leases
 	caughtUp := false
 	for {
 		if err := s.awaitPrimary(ctx, ls); err != nil {
@@ -607,10 +374,7 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveReque
 // that a lease granted (or revoked) before the call is (or is not) listed
 // whichever member answers.
 func (s *Server) LeaseLeases(ctx context.Context) (*pb.LeaseLeasesResponse, error) {
-	ls := s.leases()
-	if ls == nil {
-		return nil, ErrLeasesUnavailable
-	}
+	ls := s.leases
 	if err := s.LinearizableRead(ctx); err != nil {
 		return nil, err
 	}

@@ -4,15 +4,32 @@
 // goroutine of its own, and serves linearizable reads with batched
 // ReadIndex rounds. The gRPC API (package api/v3rpc) calls its methods.
 //
+// Where things are:
+//
+//   - startup.go: New opens a member in named steps (storage, bootstrap
+//     or restart, raft log, state, transport, raft);
+//   - raftloop.go: the raft loop, which handles each Ready;
+//   - applier.go: the state machine (applier), which applies committed
+//     entries and alone writes the key space, the member list, the
+//     alarms and the lease table; memberenv.go is what it asks of the
+//     rest of the member; leaseapply.go and alarm.go its lease and alarm
+//     requests;
+//   - request.go, propose.go, wait.go: a request's way through raft and
+//     back to its caller; reads.go: linearizable reads;
+//   - lease.go: the leader's side of leases (expiry, checkpoints,
+//     keep-alives); cluster.go, membership.go: membership changes;
+//     maintenance.go, restore.go, compactor.go: the rest of the API.
+//
 // Goroutines and what each owns:
 //
 //   - the raft loop: ticks the node and handles each Ready — sends the
 //     messages that may go before the write, persists (one WAL group
 //     commit), sends the rest, and hands committed entries to the apply
 //     goroutine without waiting for it;
-//   - the apply goroutine: the key space, the member list and the
-//     applied index; it triggers snapshots, which stream in the
-//     background;
+//   - the apply goroutine: runs the applier, which owns the key space's
+//     writes, the member list, the conf state, the applied index and
+//     term, the alarms and the lease table; it triggers snapshots, which
+//     are taken in the background;
 //   - the propose loop: hands the queued requests to raft in batches;
 //   - the read loop: one ReadIndex round at a time for all the reads that
 //     arrived meanwhile;
@@ -25,20 +42,14 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	iofs "io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +62,6 @@ import (
 	"github.com/synod-db/synod/server/transport"
 	"github.com/synod-db/synod/server/watch"
 	"github.com/synod-db/synod/snap"
-	"github.com/synod-db/synod/wal"
 )
 
 // Server is one running member.
@@ -93,9 +103,13 @@ type Server struct {
 	readBatch  *readBatch
 	readWake   chan struct{}
 
+	// The state machine: ap applies committed entries and alone writes
+	// the key space (kv), the member list, the alarms and the lease
+	// table; the rest of the member reads them.
+	ap       *applier
 	alarms   *alarmSet
 	watchHub *watch.Hub
-	leaseSt  *leaseState
+	leases   *leaseState
 
 	snapshotting atomic.Bool
 	raisingAlarm atomic.Bool
@@ -106,11 +120,6 @@ type Server struct {
 	removed      chan struct{} // closed when this member learns it was removed
 	removedOnce  sync.Once
 
-	// Owned by the apply goroutine.
-	confState    raftpb.ConfState
-	appliedTerm  uint64
-	snapIndex    uint64
-	logBytes     uint64   // entry bytes applied since the last snapshot
 	initialPeers []Member // new cluster: transport peers before their conf changes apply
 }
 
@@ -130,334 +139,6 @@ var (
 	// what the request returned.
 	ErrResultUnknown = errors.New("server: request was committed but its result is unknown: this member caught up from a snapshot taken after it; read the keys to see its effect")
 )
-
-// walMetadata is recorded in the WAL when it is created, so that a
-// restarted member knows who it is and a data directory from another
-// cluster is refused.
-type walMetadata struct {
-	MemberID  uint64 `json:"memberID"`
-	ClusterID uint64 `json:"clusterID"`
-}
-
-// Metadata names in the key space's database.
-const (
-	metaMembers = "members"
-	metaAlarms  = "alarms"
-)
-
-// New opens (or creates) the member's data directory and prepares the
-// member; Start runs it. peerLn is where peers connect (the transport
-// serves it); it is closed by Stop.
-func New(cfg Config, peerLn net.Listener) (*Server, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{
-		cfg:        cfg,
-		lg:         cfg.Logger.With("member", cfg.Name),
-		members:    newMembership(),
-		w:          newWaitRegistry(),
-		proposals:  newProposalQueue(),
-		leadChg:    make(chan struct{}),
-		applyc:     make(chan applyJob, 64),
-		readStatec: make(chan raft.ReadState, 64),
-		readBatch:  newReadBatch(),
-		readWake:   make(chan struct{}, 1),
-		stopping:   make(chan struct{}),
-		done:       make(chan struct{}),
-		removed:    make(chan struct{}),
-	}
-	if err := s.open(peerLn); err != nil {
-		s.closeStorage()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *Server) open(peerLn net.Listener) error {
-	s.dirs = datadir.New(s.cfg.DataDir, s.cfg.WALDir)
-	if err := os.MkdirAll(s.dirs.Member(), 0o700); err != nil {
-		return fmt.Errorf("create data directory %s: %w", s.dirs.Member(), err)
-	}
-	var err error
-	var walFS wal.FS = wal.OSFS{}
-	kvOpts := mvcc.Options{OnNoSpace: s.noSpace, Logger: s.lg.With("component", "kv")}
-	if d := s.cfg.Disks; d != nil {
-		walFS, kvOpts.FS = d.WAL, d.KV
-	}
-	s.kv, err = mvcc.OpenWithOptions(s.dirs.KV(), kvOpts)
-	if err != nil {
-		return fmt.Errorf("open key space: %w", err)
-	}
-	maxSnaps := s.cfg.MaxSnapshots
-	if maxSnaps == 0 {
-		maxSnaps = -1
-	}
-	s.snaps, err = snap.New(s.dirs.Snap(), snap.Options{MaxSnapshots: maxSnaps, Logger: s.lg})
-	if err != nil {
-		return fmt.Errorf("open snapshot directory: %w", err)
-	}
-	if err := os.RemoveAll(s.dirs.Incoming()); err != nil {
-		return fmt.Errorf("clear %s: %w", s.dirs.Incoming(), err)
-	}
-	if err := os.MkdirAll(s.dirs.Incoming(), 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", s.dirs.Incoming(), err)
-	}
-	walExists, err := hasWAL(walFS, s.cfg.WALDir)
-	if err != nil {
-		return err
-	}
-	var peers []raft.Peer
-	var meta walMetadata
-	restart := walExists
-	switch {
-	case walExists:
-	case s.cfg.InitialClusterState == "new":
-		peers, meta, err = s.bootstrapNew()
-	default:
-		meta, err = s.bootstrapExisting()
-	}
-	if err != nil {
-		return err
-	}
-	metaBytes, _ := json.Marshal(meta)
-	maxWALs := s.cfg.MaxWALs
-	if maxWALs == 0 {
-		maxWALs = -1
-	}
-	var recorded []byte
-	s.logs, recorded, err = logstore.Open(s.cfg.WALDir, s.snaps, metaBytes, logstore.Options{
-		WAL:            wal.Options{MaxSegments: maxWALs, Logger: s.lg, FS: walFS},
-		CatchUpEntries: s.cfg.SnapshotCatchUpEntries,
-		CatchUpBytes:   s.cfg.SnapshotCatchUpBytes,
-		Logger:         s.lg,
-	})
-	if err != nil {
-		return fmt.Errorf("open raft log: %w", err)
-	}
-	if err := json.Unmarshal(recorded, &meta); err != nil || meta.MemberID == 0 {
-		return fmt.Errorf("the WAL in %s has no valid member metadata (%v): the data directory was not written by synod", s.cfg.WALDir, err)
-	}
-	s.id, s.clusterID = meta.MemberID, meta.ClusterID
-	s.initRequestIDs()
-	if restart {
-		if b, err := s.kv.Meta(metaMembers); err != nil {
-			return err
-		} else if b != nil {
-			if err := s.members.load(b); err != nil {
-				return err
-			}
-		}
-	}
-	if err := s.catchUpKV(); err != nil {
-		return err
-	}
-	s.alarms, err = loadAlarms(s.kv)
-	if err != nil {
-		return err
-	}
-	if err := s.openLeases(s.cfg.Lease); err != nil {
-		return err
-	}
-	s.applied = newAppliedWaiter(s.kv.ConsistentIndex())
-	s.openWatchHub()
-	hs, cs, err := s.logs.InitialState()
-	if err != nil {
-		return err
-	}
-	s.confState = cs
-	sn, err := s.logs.Snapshot()
-	if err != nil {
-		return err
-	}
-	s.snapIndex = sn.Metadata.Index
-	s.term.Store(hs.Term)
-	s.committed.Store(hs.Commit)
-
-	s.tr, err = transport.New(transport.Config{
-		ClusterID: s.clusterID, ID: s.id, Handler: (*peerHandler)(s), Logger: s.lg,
-		OnRemoved: func() {
-			s.lg.Warn("a peer says this member was removed from the cluster; stopping")
-			s.removedOnce.Do(func() { close(s.removed) })
-		},
-	})
-	if err != nil {
-		return err
-	}
-	for _, m := range append(s.members.list(), s.initialPeers...) {
-		if m.ID != s.id {
-			if err := s.tr.AddPeer(m.ID, m.PeerURLs); err != nil {
-				return fmt.Errorf("member %x: %w", m.ID, err)
-			}
-		}
-	}
-	rc := &raft.Config{
-		ID:                        s.id,
-		ElectionTick:              s.cfg.electionTicks(),
-		HeartbeatTick:             1,
-		Storage:                   s.logs,
-		Applied:                   s.snapIndex,
-		MaxSizePerMsg:             1 << 20,
-		MaxInflightMsgs:           512,
-		MaxInflightBytes:          maxInflightBytes,
-		MaxUncommittedEntriesSize: 1 << 30,
-		CheckQuorum:               true,
-		PreVote:                   s.cfg.PreVote,
-		Logger:                    s.lg,
-	}
-	if s.cfg.LeaseReads {
-		rc.ReadOnlyOption = raft.ReadOnlyLeaseBased
-	}
-	if restart || len(peers) == 0 {
-		s.node, err = raft.RestartNode(rc)
-	} else {
-		s.node, err = raft.StartNode(rc, peers)
-	}
-	if err != nil {
-		return fmt.Errorf("start raft: %w", err)
-	}
-	s.lg.Info("member opened", "id", fmt.Sprintf("%x", s.id), "cluster", fmt.Sprintf("%x", s.clusterID),
-		"restart", restart, "applied", s.kv.ConsistentIndex(), "snapshot", s.snapIndex, "term", hs.Term, "commit", hs.Commit)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.tr.Serve(peerLn); err != nil && !errors.Is(err, transport.ErrStopped) {
-			s.lg.Error("peer listener failed", "err", err)
-		}
-	}()
-	return nil
-}
-
-// maxInflightBytes bounds the entries in flight to one follower. It is
-// what bounds the leader's work for a follower that is catching up: each
-// acknowledgement lets at most this much more be read, encoded and sent,
-// however far behind the follower is, so the leader's heartbeats and the
-// other members' appends never queue behind hundreds of MB. 16 MiB covers
-// the bandwidth-delay product of a gigabit link at 100 ms.
-const maxInflightBytes = 16 << 20
-
-// hasWAL reports whether dir holds WAL segments.
-func hasWAL(fs wal.FS, dir string) (bool, error) {
-	names, err := fs.ReadDir(dir)
-	if errors.Is(err, iofs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("list WAL directory %s: %w", dir, err)
-	}
-	return slices.ContainsFunc(names, func(n string) bool { return strings.HasSuffix(n, ".wal") }), nil
-}
-
-// bootstrapNew computes the members of a new cluster from the flags.
-func (s *Server) bootstrapNew() ([]raft.Peer, walMetadata, error) {
-	urls, ok := s.cfg.InitialCluster[s.cfg.Name]
-	if !ok {
-		return nil, walMetadata{}, fmt.Errorf("%w: member %q is not in the initial cluster; add %s=%s to it", errInvalidConfig, s.cfg.Name, s.cfg.Name, s.cfg.PeerURLs[0])
-	}
-	if !sameURLs(urls, s.cfg.PeerURLs) {
-		return nil, walMetadata{}, fmt.Errorf("%w: the initial cluster gives member %q the peer URLs %v but it advertises %v; make them equal", errInvalidConfig, s.cfg.Name, urls, s.cfg.PeerURLs)
-	}
-	var peers []raft.Peer
-	var ids []uint64
-	names := make([]string, 0, len(s.cfg.InitialCluster))
-	for name := range s.cfg.InitialCluster {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	seen := map[uint64]string{}
-	for _, name := range names {
-		u := s.cfg.InitialCluster[name]
-		id := MemberID(u, s.cfg.InitialClusterToken, 0)
-		if other, dup := seen[id]; dup {
-			return nil, walMetadata{}, fmt.Errorf("%w: members %q and %q have the same peer URLs", errInvalidConfig, other, name)
-		}
-		seen[id] = name
-		m := Member{ID: id, PeerURLs: slices.Clone(u)}
-		if name == s.cfg.Name {
-			m.Name = name
-		}
-		ctx, _ := json.Marshal(m)
-		peers = append(peers, raft.Peer{ID: id, Context: ctx})
-		ids = append(ids, id)
-		s.initialPeers = append(s.initialPeers, m)
-	}
-	return peers, walMetadata{MemberID: MemberID(urls, s.cfg.InitialClusterToken, 0), ClusterID: ClusterID(ids)}, nil
-}
-
-// bootstrapExisting joins a running cluster: it asks the other members
-// for the cluster ID and member list and finds itself in it by its peer
-// URLs (the member was added with `member add` beforehand).
-func (s *Server) bootstrapExisting() (walMetadata, error) {
-	var urls []string
-	for name, u := range s.cfg.InitialCluster {
-		if name != s.cfg.Name {
-			urls = append(urls, u...)
-		}
-	}
-	if len(urls) == 0 {
-		return walMetadata{}, fmt.Errorf("%w: joining an existing cluster needs the other members' peer URLs in the initial cluster", errInvalidConfig)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	cid, info, err := transport.FetchCluster(ctx, urls, 0)
-	if err != nil {
-		return walMetadata{}, fmt.Errorf("join existing cluster via %v: %w", urls, err)
-	}
-	if err := s.members.load(info); err != nil {
-		return walMetadata{}, err
-	}
-	for _, m := range s.members.list() {
-		if sameURLs(m.PeerURLs, s.cfg.PeerURLs) {
-			return walMetadata{MemberID: m.ID, ClusterID: cid}, nil
-		}
-	}
-	return walMetadata{}, fmt.Errorf("no member of the cluster has the peer URLs %v: run `member add` with them first", s.cfg.PeerURLs)
-}
-
-func sameURLs(a, b []string) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
-}
-
-// catchUpKV restores the key space from the newest snapshot if it is
-// behind it (a crash between persisting a received snapshot and loading
-// it into the key space).
-func (s *Server) catchUpKV() error {
-	meta, rc, err := s.snaps.LoadNewest()
-	if errors.Is(err, snap.ErrNoSnapshot) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("load newest snapshot: %w", err)
-	}
-	defer rc.Close()
-	if s.kv.ConsistentIndex() >= meta.Index {
-		return nil
-	}
-	data := bufio.NewReader(rc)
-	if _, err := data.Peek(1); errors.Is(err, io.EOF) {
-		// A local snapshot (metadata only): the key space should have been
-		// synced up to it before the log was compacted.
-		return fmt.Errorf("the key space is at index %d but the raft log was compacted up to %d: entries between are lost; restore this member from another one", s.kv.ConsistentIndex(), meta.Index)
-	}
-	s.lg.Warn("key space is behind the newest snapshot; restoring it", "applied", s.kv.ConsistentIndex(), "snapshot", meta.Index)
-	if err := s.kv.Restore(data); err != nil {
-		return fmt.Errorf("restore key space from snapshot %d: %w", meta.Index, err)
-	}
-	return s.reloadMembers()
-}
-
-// reloadMembers reads the member list stored in the key space.
-func (s *Server) reloadMembers() error {
-	b, err := s.kv.Meta(metaMembers)
-	if err != nil || b == nil {
-		return err
-	}
-	return s.members.load(b)
-}
 
 // Start runs the member's goroutines.
 func (s *Server) Start() {

@@ -37,7 +37,6 @@ var errorTable = []struct {
 	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{server.ErrResultUnknown, errGRPCResultUnknown},
-	{server.ErrLeasesUnavailable, status.Error(codes.Unimplemented, server.ErrLeasesUnavailable.Error())},
 	{server.ErrStaleExpiry, status.Error(codes.FailedPrecondition, server.ErrStaleExpiry.Error())},
 	{server.ErrUnsupportedRequest, status.Error(codes.Unimplemented, server.ErrUnsupportedRequest.Error())},
 	{mvcc.ErrClosed, status.Error(codes.Unavailable, "etcdserver: "+mvcc.ErrClosed.Error())},

@@ -34,7 +34,6 @@ func TestToGRPCError(t *testing.T) {
 		{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace, codes.ResourceExhausted},
 		{server.ErrResultUnknown, errGRPCResultUnknown, codes.Unavailable},
 		{server.ErrIDRemoved, rpctypes.ErrGRPCMemberNotFound, codes.NotFound},
-		{server.ErrLeasesUnavailable, nil, codes.Unimplemented},
 		{kvapply.Refuse(fmt.Errorf("%w (raft entry 9)", server.ErrUnsupportedRequest)), nil, codes.Unimplemented},
 		{context.Canceled, rpctypes.ErrGRPCCanceled, codes.Canceled},
 		{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded, codes.DeadlineExceeded},

@@ -1,10 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -13,15 +13,78 @@ import (
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/raft/raftpb"
 	"github.com/synod-db/synod/server/kvapply"
+	"github.com/synod-db/synod/server/watch"
+	"github.com/synod-db/synod/snap"
 )
 
-// applyLoop applies committed entries in log order. It alone writes the
-// key space and the member list.
+// applier is the member's state machine. It applies committed entries,
+// in log order, to the key space, the member list, the alarms and the
+// lease table, and it alone writes them: everyone else only reads them
+// (each is safe for concurrent readers). Its input is the committed
+// entries and snapshots the raft loop hands over (applyJob); its output
+// is the results it gives the proposers waiting in the wait registry, the
+// notifications of watchers (the watch hub) and of the lessor, and the
+// effects on the rest of the member it asks for through applyEnv.
+//
+// Invariants:
+//   - an entry at or below the key space's consistent index is already in
+//     it (applied before a restart, or part of a snapshot) and changes
+//     nothing; so replaying the log after a crash is safe;
+//   - whether an entry is applied or refused depends only on the state
+//     the entries before it built (never on time, on the member or on the
+//     stored member list for conf changes), so every member decides alike;
+//   - a write's result, watch events and lease attachments are handed on
+//     only once its Pebble commit is done.
+//
+// All fields below are owned by the apply goroutine once the member runs.
+type applier struct {
+	lg  *slog.Logger
+	id  uint64 // this member
+	cfg Config
+
+	kv      *mvcc.Store
+	snaps   *snap.Snapshotter // read: the snapshots the raft loop persisted
+	members *membership
+	alarms  *alarmSet
+	leases  *leaseState
+	watch   *watch.Hub
+	w       *waitRegistry  // proposers waiting for results
+	applied *appliedWaiter // readers waiting for an index
+	env     applyEnv
+
+	confState   raftpb.ConfState // as the applied log says (raft's may be ahead)
+	appliedTerm uint64           // term of the last applied entry
+	snapIndex   uint64           // index of the last snapshot taken or installed
+	logBytes    uint64           // entry bytes applied since the last snapshot
+}
+
+// applyEnv is what the applier asks of the rest of the member.
+type applyEnv interface {
+	// applyConfChange hands an applied (or refused: NodeID 0) membership
+	// change to raft.
+	applyConfChange(cc raftpb.ConfChange)
+	// peerChanged tells the transport about an accepted change of
+	// another member (never this one).
+	peerChanged(cc raftpb.ConfChange)
+	// syncPeers makes the transport's peers the member list (after a
+	// snapshot replaced it).
+	syncPeers()
+	// removedSelf says that this member was removed from the cluster.
+	removedSelf()
+	// startSnapshot records a snapshot at meta in the background: sync
+	// the key space, then let the raft log drop what precedes it. It
+	// reports false if one is still being taken.
+	startSnapshot(meta raftpb.SnapshotMetadata) bool
+}
+
+// applyLoop is the apply goroutine: it runs the applier on each job the
+// raft loop hands over, in log order, and stops the member if applying
+// fails for any reason other than the request (see isStorageFailure).
 func (s *Server) applyLoop() {
 	for {
 		select {
 		case j := <-s.applyc:
-			if err := s.applyJob(j); err != nil {
+			if err := s.ap.applyJob(j); err != nil {
 				s.fatal("apply committed entries", err)
 				return
 			}
@@ -34,13 +97,14 @@ func (s *Server) applyLoop() {
 	}
 }
 
-func (s *Server) applyJob(j applyJob) error {
+// applyJob installs j's snapshot, if any, then applies j's entries.
+func (a *applier) applyJob(j applyJob) error {
 	if j.snapshot != nil {
-		if err := s.applySnapshot(*j.snapshot); err != nil {
+		if err := a.applySnapshot(*j.snapshot); err != nil {
 			return err
 		}
 	}
-	last := s.applied.applied.Load()
+	last := a.applied.applied.Load()
 	// Consecutive KV writes are applied in one group (one Pebble commit);
 	// anything else, and a new term, commits the group first.
 	var group []kvWrite
@@ -49,109 +113,100 @@ func (s *Server) applyJob(j applyJob) error {
 		if e.Index <= last && j.snapshot != nil {
 			continue // covered by the snapshot just installed
 		}
-		s.logBytes += e.PayloadSize()
-		if e.Term > s.appliedTerm {
+		a.logBytes += e.PayloadSize()
+		if e.Term > a.appliedTerm {
 			// The first entry of a new term: proposals made under older
 			// terms and still waiting were not in the new leader's log
 			// (those of the group did commit: they are answered first).
-			if err := s.applyKVWrites(group); err != nil {
+			if err := a.applyKVWrites(group); err != nil {
 				return err
 			}
 			group = group[:0]
-			if s.appliedTerm != 0 {
-				s.w.failOlderThan(e.Term, ErrLeaderChanged)
+			if a.appliedTerm != 0 {
+				a.w.failOlderThan(e.Term, ErrLeaderChanged)
 			}
-			s.appliedTerm = e.Term
+			a.appliedTerm = e.Term
 		}
 		var req *pb.InternalRaftRequest
 		if e.Type == raftpb.EntryNormal {
-			req = s.decodeEntry(e)
-			if req != nil && isKVWrite(req) && e.Index > s.kv.ConsistentIndex() {
+			req = a.decodeEntry(e)
+			if req != nil && isKVWrite(req) && e.Index > a.kv.ConsistentIndex() {
 				group = append(group, kvWrite{index: e.Index, req: req})
 				last = e.Index
 				continue
 			}
 		}
-		if err := s.applyKVWrites(group); err != nil {
+		if err := a.applyKVWrites(group); err != nil {
 			return err
 		}
 		group = group[:0]
 		var err error
 		switch e.Type {
 		case raftpb.EntryNormal:
-			err = s.applyNormal(e, req)
+			err = a.applyNormal(e, req)
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
-			err = s.applyConfChange(e)
+			err = a.applyConfChange(e)
 		}
 		if err != nil {
 			return err
 		}
 		last = e.Index
 	}
-	if err := s.applyKVWrites(group); err != nil {
+	if err := a.applyKVWrites(group); err != nil {
 		return err
 	}
 	if len(j.entries) > 0 || j.snapshot != nil {
-		s.applied.trigger(last)
-		s.maybeSnapshot(last)
+		a.applied.trigger(last)
+		a.maybeSnapshot(last)
 	}
 	return nil
 }
 
 // applySnapshot replaces the key space with a snapshot the raft loop has
 // persisted.
-func (s *Server) applySnapshot(meta raftpb.SnapshotMetadata) error {
-	_, rc, err := s.snaps.LoadAt(meta.Term, meta.Index)
+func (a *applier) applySnapshot(meta raftpb.SnapshotMetadata) error {
+	_, rc, err := a.snaps.LoadAt(meta.Term, meta.Index)
 	if err != nil {
 		return fmt.Errorf("load snapshot %d: %w", meta.Index, err)
 	}
 	defer rc.Close()
-	if err := s.kv.Restore(rc); err != nil {
+	if err := a.kv.Restore(rc); err != nil {
 		return fmt.Errorf("restore key space from snapshot %d: %w", meta.Index, err)
 	}
-	s.watchRestored()
-	if err := s.reloadMembers(); err != nil {
+	// Watchers catch up from the new key space's history now, rather
+	// than at the next applied write.
+	a.watch.Resync(a.kv.Rev())
+	if err := loadMembers(a.kv, a.members); err != nil {
 		return err
 	}
-	if err := s.reloadLeases(); err != nil {
+	if err := a.leases.load(a.kv, a.lg); err != nil {
 		return err
 	}
-	alarms, err := loadAlarms(s.kv)
+	alarms, err := loadAlarms(a.kv)
 	if err != nil {
 		return err
 	}
-	s.alarms.replace(alarms)
-	s.syncPeers()
-	s.confState = meta.ConfState
-	s.snapIndex = meta.Index
-	s.appliedTerm = meta.Term
-	s.applied.trigger(meta.Index)
-	s.lg.Info("applied snapshot from leader", "index", meta.Index, "term", meta.Term)
+	a.alarms.replace(alarms)
+	a.env.syncPeers()
+	a.confState = meta.ConfState
+	a.snapIndex = meta.Index
+	a.appliedTerm = meta.Term
+	a.applied.trigger(meta.Index)
+	a.lg.Info("applied snapshot from leader", "index", meta.Index, "term", meta.Term)
 	return nil
-}
-
-// syncPeers makes the transport's peers the member list.
-func (s *Server) syncPeers() {
-	for _, m := range s.members.list() {
-		if m.ID != s.id {
-			if err := s.tr.AddPeer(m.ID, m.PeerURLs); err != nil {
-				s.lg.Error("cannot reach member", "member", fmt.Sprintf("%x", m.ID), "err", err)
-			}
-		}
-	}
 }
 
 // decodeEntry decodes a normal entry's request; nil for a new leader's
 // empty entry or one that does not decode (logged: only this member's
 // own proposals reach the log, so that is a bug or corruption, and
 // skipping it is better than stopping every member).
-func (s *Server) decodeEntry(e *raftpb.Entry) *pb.InternalRaftRequest {
+func (a *applier) decodeEntry(e *raftpb.Entry) *pb.InternalRaftRequest {
 	if len(e.Data) == 0 {
 		return nil
 	}
 	req := &pb.InternalRaftRequest{}
 	if err := proto.Unmarshal(e.Data, req); err != nil {
-		s.lg.Error("skipping an undecodable raft entry", "index", e.Index, "err", err)
+		a.lg.Error("skipping an undecodable raft entry", "index", e.Index, "err", err)
 		return nil
 	}
 	return req
@@ -159,26 +214,26 @@ func (s *Server) decodeEntry(e *raftpb.Entry) *pb.InternalRaftRequest {
 
 // applyNormal applies one normal entry whose request decodeEntry
 // returned (nil: nothing to apply but the index).
-func (s *Server) applyNormal(e *raftpb.Entry, req *pb.InternalRaftRequest) error {
+func (a *applier) applyNormal(e *raftpb.Entry, req *pb.InternalRaftRequest) error {
 	if req == nil {
-		return s.kv.SetConsistentIndex(e.Index)
+		return a.kv.SetConsistentIndex(e.Index)
 	}
-	if e.Index <= s.kv.ConsistentIndex() {
+	if e.Index <= a.kv.ConsistentIndex() {
 		// The key space already holds this entry: applied before a
 		// restart, or inside a snapshot's key space that was taken after
 		// it. Its response cannot be rebuilt; a proposer waiting here
 		// learns that the request committed with an unknown result.
-		s.w.trigger(req.ID, applyResult{err: ErrResultUnknown})
+		a.w.trigger(req.ID, applyResult{err: ErrResultUnknown})
 		return nil
 	}
 	if isKVWrite(req) {
-		return s.applyKVWrites([]kvWrite{{index: e.Index, req: req}})
+		return a.applyKVWrites([]kvWrite{{index: e.Index, req: req}})
 	}
-	resp, err := s.applyRequest(e.Index, e.Term, req)
+	resp, err := a.applyRequest(e.Index, e.Term, req)
 	if err := applyFailure(e.Index, err); err != nil {
 		return err
 	}
-	s.w.trigger(req.ID, applyResult{resp: resp, err: err})
+	a.w.trigger(req.ID, applyResult{resp: resp, err: err})
 	return nil
 }
 
@@ -224,9 +279,9 @@ type kvApplied struct {
 // Their results, watch events and lease attachments are handed on only
 // once their group is committed, so nobody sees a change that a crash
 // could still take back from this member's key space.
-func (s *Server) applyKVWrites(writes []kvWrite) error {
+func (a *applier) applyKVWrites(writes []kvWrite) error {
 	for len(writes) > 0 {
-		n, err := s.applyKVGroup(writes)
+		n, err := a.applyKVGroup(writes)
 		if err != nil {
 			return err
 		}
@@ -237,8 +292,8 @@ func (s *Server) applyKVWrites(writes []kvWrite) error {
 
 // applyKVGroup applies a prefix of writes in one group and returns its
 // length.
-func (s *Server) applyKVGroup(writes []kvWrite) (int, error) {
-	g, err := s.kv.Group()
+func (a *applier) applyKVGroup(writes []kvWrite) (int, error) {
+	g, err := a.kv.Group()
 	if err != nil {
 		return 0, fmt.Errorf("apply entry %d: %w", writes[0].index, err)
 	}
@@ -247,12 +302,12 @@ func (s *Server) applyKVGroup(writes []kvWrite) (int, error) {
 	n := 0
 	for n < len(writes) && (n == 0 || g.Size() < maxGroupBytes) {
 		w := writes[n]
-		resp, rev, events, err := applyKVWrite(g, w.index, w.req, s.leaseChecker())
+		resp, rev, events, err := applyKVWrite(g, w.index, w.req, a.leases.checker)
 		if errors.Is(err, mvcc.ErrGroupUndo) {
 			// A failed write left changes behind: apply the writes before
 			// it as their own group, and start the next one with it.
 			g.Close()
-			return s.applyKVGroup(writes[:n])
+			return a.applyKVGroup(writes[:n])
 		}
 		if err := applyFailure(w.index, err); err != nil {
 			return 0, err
@@ -266,9 +321,9 @@ func (s *Server) applyKVGroup(writes []kvWrite) (int, error) {
 	for i := range done {
 		d := &done[i]
 		if d.err == nil && d.resp != nil {
-			s.afterWrite(d.rev, d.events)
+			a.afterWrite(d.rev, d.events)
 		}
-		s.w.trigger(d.id, applyResult{resp: d.resp, err: d.err})
+		a.w.trigger(d.id, applyResult{resp: d.resp, err: d.err})
 	}
 	return n, nil
 }
@@ -276,9 +331,9 @@ func (s *Server) applyKVGroup(writes []kvWrite) (int, error) {
 // afterWrite tells the watchers and the lessor about the changes of one
 // applied write (revision rev). Every path that changes the key space
 // calls it, lease revocations included.
-func (s *Server) afterWrite(rev int64, events []mvcc.Event) {
-	s.leaseTrack(events)
-	s.watchNotify(rev, events)
+func (a *applier) afterWrite(rev int64, events []mvcc.Event) {
+	a.leases.track(events)
+	a.watch.Notify(rev, events)
 }
 
 // kvResponse is the response of a KV write.
@@ -338,12 +393,12 @@ func setRevision(resp any, rev int64) {
 }
 
 // applyRequest applies a decoded request as entry index.
-func (s *Server) applyRequest(index, term uint64, req *pb.InternalRaftRequest) (any, error) {
+func (a *applier) applyRequest(index, term uint64, req *pb.InternalRaftRequest) (any, error) {
 	switch {
 	case req.Compaction != nil:
-		err := s.kv.Compact(index, req.Compaction.Revision)
+		err := a.kv.Compact(index, req.Compaction.Revision)
 		if err != nil {
-			if serr := s.kv.SetConsistentIndex(index); serr != nil {
+			if serr := a.kv.SetConsistentIndex(index); serr != nil {
 				return nil, serr
 			}
 			if errors.Is(err, mvcc.ErrCompacted) || errors.Is(err, mvcc.ErrFutureRev) {
@@ -351,25 +406,25 @@ func (s *Server) applyRequest(index, term uint64, req *pb.InternalRaftRequest) (
 			}
 			return nil, err
 		}
-		return &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: s.kv.Rev()}}, nil
+		return &pb.CompactionResponse{Header: &pb.ResponseHeader{Revision: a.kv.Rev()}}, nil
 	case req.ClusterMemberAttrSet != nil:
-		a := req.ClusterMemberAttrSet
-		ok := s.members.update(a.Member_ID, func(m *Member) {
-			if a.MemberAttributes != nil {
-				m.Name = a.MemberAttributes.Name
-				m.ClientURLs = a.MemberAttributes.ClientUrls
+		attr := req.ClusterMemberAttrSet
+		ok := a.members.update(attr.Member_ID, func(m *Member) {
+			if attr.MemberAttributes != nil {
+				m.Name = attr.MemberAttributes.Name
+				m.ClientURLs = attr.MemberAttributes.ClientUrls
 			}
 		})
 		if !ok {
-			return nil, s.kv.SetConsistentIndex(index)
+			return nil, a.kv.SetConsistentIndex(index)
 		}
-		return nil, s.kv.SetMeta(index, metaMembers, s.members.marshal())
+		return nil, a.kv.SetMeta(index, metaMembers, a.members.marshal())
 	case req.Alarm != nil:
-		return s.applyAlarm(index, req.Alarm)
+		return a.applyAlarm(index, req.Alarm)
 	case req.LeaseGrant != nil, req.LeaseRevoke != nil, req.LeaseCheckpoint != nil:
-		return s.applyLease(index, term, req)
+		return a.applyLease(index, term, req)
 	}
-	if err := s.kv.SetConsistentIndex(index); err != nil {
+	if err := a.kv.SetConsistentIndex(index); err != nil {
 		return nil, err
 	}
 	return nil, kvapply.Refuse(fmt.Errorf("%w (raft entry %d)", ErrUnsupportedRequest, index))
@@ -396,55 +451,54 @@ type confChangeResult struct {
 // depends only on the raft configuration before it (never on state that
 // may be newer, like the stored member list), so replaying the log after
 // a restart makes exactly the same decisions.
-func (s *Server) applyConfChange(e *raftpb.Entry) error {
+func (a *applier) applyConfChange(e *raftpb.Entry) error {
 	cci, err := raftpb.ConfChangeFromEntry(*e)
 	if err != nil {
-		s.lg.Error("skipping an undecodable conf change", "index", e.Index, "err", err)
-		return s.kv.SetConsistentIndex(e.Index)
+		a.lg.Error("skipping an undecodable conf change", "index", e.Index, "err", err)
+		return a.kv.SetConsistentIndex(e.Index)
 	}
 	cc, ok := cci.AsV1()
 	if !ok {
-		s.lg.Error("skipping a joint conf change (not proposed by synod)", "index", e.Index)
+		a.lg.Error("skipping a joint conf change (not proposed by synod)", "index", e.Index)
 		cc = raftpb.ConfChange{}
 	}
-	rejectErr := s.checkConfChange(cc)
+	rejectErr := a.checkConfChange(cc)
 	if rejectErr != nil {
 		cc.NodeID = 0 // raft ignores it, but must see it to clear the pending change
 	}
-	s.node.ApplyConfChange(cc)
+	a.env.applyConfChange(cc)
 	if rejectErr == nil {
 		// Track the configuration from the log alone: raft's own view may
 		// be ahead of it (a new cluster's members are in raft's
 		// configuration before their entries are applied).
-		s.confState = nextConfState(s.confState, cc)
+		a.confState = nextConfState(a.confState, cc)
 	}
-	fresh := e.Index > s.kv.ConsistentIndex()
+	fresh := e.Index > a.kv.ConsistentIndex()
 	if rejectErr == nil && fresh {
-		s.applyMemberChange(cc)
-		if err := s.kv.SetMeta(e.Index, metaMembers, s.members.marshal()); err != nil {
+		a.applyMemberChange(cc)
+		if err := a.kv.SetMeta(e.Index, metaMembers, a.members.marshal()); err != nil {
 			return err
 		}
-	} else if err := s.kv.SetConsistentIndex(e.Index); err != nil {
+	} else if err := a.kv.SetConsistentIndex(e.Index); err != nil {
 		return err
 	}
-	if rejectErr == nil {
-		s.updatePeer(cc)
+	if rejectErr == nil && cc.NodeID != a.id {
+		a.env.peerChanged(cc)
 	}
-	s.w.trigger(cc.ID, applyResult{resp: confChangeResult{members: s.members.list()}, err: rejectErr})
-	if rejectErr == nil && cc.Type == raftpb.ConfChangeRemoveNode && cc.NodeID == s.id {
-		s.lg.Warn("this member was removed from the cluster; stopping")
-		s.removedOnce.Do(func() { close(s.removed) })
+	a.w.trigger(cc.ID, applyResult{resp: confChangeResult{members: a.members.list()}, err: rejectErr})
+	if rejectErr == nil && cc.Type == raftpb.ConfChangeRemoveNode && cc.NodeID == a.id {
+		a.env.removedSelf()
 	}
 	return nil
 }
 
 // checkConfChange validates a change against the configuration.
-func (s *Server) checkConfChange(cc raftpb.ConfChange) error {
+func (a *applier) checkConfChange(cc raftpb.ConfChange) error {
 	if cc.NodeID == 0 {
 		return ErrMemberNotFound
 	}
-	voter := containsID(s.confState.Voters, cc.NodeID)
-	learner := containsID(s.confState.Learners, cc.NodeID)
+	voter := containsID(a.confState.Voters, cc.NodeID)
+	learner := containsID(a.confState.Learners, cc.NodeID)
 	switch cc.Type {
 	case raftpb.ConfChangeAddNode:
 		if voter {
@@ -463,42 +517,25 @@ func (s *Server) checkConfChange(cc raftpb.ConfChange) error {
 }
 
 // applyMemberChange updates the member list for an accepted change.
-func (s *Server) applyMemberChange(cc raftpb.ConfChange) {
+func (a *applier) applyMemberChange(cc raftpb.ConfChange) {
 	switch cc.Type {
 	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
 		var m Member
 		if err := json.Unmarshal(cc.Context, &m); err != nil || m.ID != cc.NodeID {
-			s.lg.Error("conf change without a valid member", "node", fmt.Sprintf("%x", cc.NodeID), "err", err)
+			a.lg.Error("conf change without a valid member", "node", fmt.Sprintf("%x", cc.NodeID), "err", err)
 			m = Member{ID: cc.NodeID}
 		}
 		m.IsLearner = cc.Type == raftpb.ConfChangeAddLearnerNode
-		if old, ok := s.members.get(cc.NodeID); ok {
+		if old, ok := a.members.get(cc.NodeID); ok {
 			// Promotion or URL update: keep the attributes it published.
 			m.Name, m.ClientURLs = old.Name, old.ClientURLs
 			if cc.Type == raftpb.ConfChangeUpdateNode {
 				m.IsLearner = old.IsLearner
 			}
 		}
-		s.members.add(m)
+		a.members.add(m)
 	case raftpb.ConfChangeRemoveNode:
-		s.members.remove(cc.NodeID)
-	}
-}
-
-// updatePeer tells the transport about an accepted change.
-func (s *Server) updatePeer(cc raftpb.ConfChange) {
-	if cc.NodeID == s.id {
-		return
-	}
-	switch cc.Type {
-	case raftpb.ConfChangeRemoveNode:
-		s.tr.RemovePeer(cc.NodeID)
-	default:
-		if m, ok := s.members.get(cc.NodeID); ok {
-			if err := s.tr.AddPeer(m.ID, m.PeerURLs); err != nil {
-				s.lg.Error("cannot reach new member", "member", fmt.Sprintf("%x", m.ID), "err", err)
-			}
-		}
+		a.members.remove(cc.NodeID)
 	}
 }
 
@@ -538,28 +575,16 @@ func containsID(ids []uint64, id uint64) bool {
 // durable, then records the snapshot and lets the WAL drop what precedes
 // it. A follower that needs a snapshot gets the key space as it is when
 // the snapshot is sent (see peerHandler.OpenSnapshot).
-func (s *Server) maybeSnapshot(applied uint64) {
-	byCount := applied-s.snapIndex >= s.cfg.SnapshotCount
-	byBytes := s.cfg.SnapshotLogBytes > 0 && s.logBytes >= s.cfg.SnapshotLogBytes
-	if !byCount && !byBytes || s.snapshotting.Load() {
+func (a *applier) maybeSnapshot(applied uint64) {
+	byCount := applied-a.snapIndex >= a.cfg.SnapshotCount
+	byBytes := a.cfg.SnapshotLogBytes > 0 && a.logBytes >= a.cfg.SnapshotLogBytes
+	if !byCount && !byBytes {
 		return
 	}
-	s.logBytes = 0
-	meta := raftpb.SnapshotMetadata{Index: applied, Term: s.appliedTerm, ConfState: s.confState}
-	s.snapIndex = meta.Index
-	s.snapshotting.Store(true)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer s.snapshotting.Store(false)
-		if err := s.kv.Sync(); err != nil {
-			s.lg.Error("sync key space before snapshot", "index", meta.Index, "err", err)
-			return
-		}
-		if err := s.logs.CreateSnapshot(meta, bytes.NewReader(nil)); err != nil {
-			s.lg.Error("save snapshot", "index", meta.Index, "err", err)
-			return
-		}
-		s.lg.Info("saved snapshot and compacted the raft log", "index", meta.Index)
-	}()
+	meta := raftpb.SnapshotMetadata{Index: applied, Term: a.appliedTerm, ConfState: a.confState}
+	if !a.env.startSnapshot(meta) {
+		return
+	}
+	a.logBytes = 0
+	a.snapIndex = meta.Index
 }
