@@ -5,29 +5,33 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"go.etcd.io/etcd/pkg/v3/cobrautl"
 
 	"github.com/synod-db/synod/server"
 )
 
 // snapshotRestoreCommand builds a member's data directory from a saved
-// snapshot. It works on files only: no server is contacted.
-func (a *app) snapshotRestoreCommand() *cobra.Command {
+// snapshot (what `snapshot save` wrote). It works on files only: no
+// member is contacted. Errors end the process as etcdctl's do.
+func snapshotRestoreCommand() *cobra.Command {
 	var rc server.RestoreConfig
 	var cluster, peerURLs string
 	cmd := &cobra.Command{
-		Use:   "restore <file>",
+		Use:   "restore <filename>",
 		Short: "Create a new member's data directory from a saved snapshot",
 		Long: `Restore creates --data-dir for one member of a NEW cluster whose keys are
 those of the snapshot. Run it once per member, each with its own --name and
 --initial-advertise-peer-urls and the same --initial-cluster and
 --initial-cluster-token, then start each member with the same flags (the
 data directory already exists, so --initial-cluster-state is not needed).`,
-		Args: argsBetween(1, 1, "<file>"),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Run: func(cmd *cobra.Command, args []string) {
+			if len(args) != 1 {
+				cobrautl.ExitWithError(cobrautl.ExitBadArgs, fmt.Errorf("snapshot restore requires exactly one argument: the snapshot file"))
+			}
 			rc.SnapshotPath = args[0]
 			ic, err := server.ParseInitialCluster(cluster)
 			if err != nil {
-				return usageErrorf(cmd, "invalid --initial-cluster: %v", err)
+				cobrautl.ExitWithError(cobrautl.ExitBadArgs, fmt.Errorf("invalid --initial-cluster: %w", err))
 			}
 			rc.InitialCluster = ic
 			rc.PeerURLs = strings.Split(peerURLs, ",")
@@ -35,10 +39,9 @@ data directory already exists, so --initial-cluster-state is not needed).`,
 				rc.DataDir = rc.Name + ".etcd"
 			}
 			if err := server.Restore(rc); err != nil {
-				return err
+				cobrautl.ExitWithError(cobrautl.ExitError, err)
 			}
-			_, err = fmt.Fprintf(a.stdout, "Restored %s into %s for member %q\n", rc.SnapshotPath, rc.DataDir, rc.Name)
-			return err
+			fmt.Printf("Restored %s into %s for member %q\n", rc.SnapshotPath, rc.DataDir, rc.Name)
 		},
 	}
 	f := cmd.Flags()
