@@ -41,6 +41,10 @@ type LeaseConfig struct {
 	// starting over from its whole TTL (etcd's lease checkpointing). Zero
 	// disables it: a restart then gives every lease its full TTL again.
 	CheckpointInterval time.Duration
+	// Now is the clock leases count time with; nil is time.Now. Tests
+	// give the members of a cluster one fake clock, so that a lease's
+	// countdown moves when the test says rather than with the wall.
+	Now func() time.Time
 }
 
 // ErrStaleExpiry answers an expiry revocation that a deposed leader
@@ -70,7 +74,7 @@ type leaseState struct {
 // openLeases loads the lease table from the key space. open calls it once
 // the key space is final (after catchUpKV), before anything is applied.
 func (s *Server) openLeases(cfg LeaseConfig) error {
-	les := lease.New(lease.Config{RevokeRetry: s.cfg.RequestTimeout})
+	les := lease.New(lease.Config{RevokeRetry: s.cfg.RequestTimeout, Now: cfg.Now})
 	ls := &leaseState{les: les, checker: kvapply.LeaseCheckerFunc(les.Exists), cfg: cfg, primaryChg: make(chan struct{})}
 	if err := ls.load(s.kv, s.lg); err != nil {
 		return err

@@ -1,4 +1,4 @@
-package embed
+package integration
 
 import (
 	"context"
@@ -20,7 +20,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/synod-db/synod/embed"
 	"github.com/synod-db/synod/server"
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // The test clusters use a 100ms election timeout, so the shortest lease
@@ -30,14 +32,9 @@ const (
 	testExtend = 200 * time.Millisecond
 )
 
-// withLeaseCheckpoints turns on lease checkpointing every d.
-func withLeaseCheckpoints(d time.Duration) func(*server.Config) {
-	return func(cfg *server.Config) { cfg.Lease.CheckpointInterval = d }
-}
-
 func grant(t *testing.T, cli *clientv3.Client, ttl int64) clientv3.LeaseID {
 	t.Helper()
-	resp, err := cli.Grant(ctxT(t), ttl)
+	resp, err := cli.Grant(framework.Context(t), ttl)
 	if err != nil {
 		t.Fatalf("grant ttl %d: %v", ttl, err)
 	}
@@ -49,7 +46,7 @@ func grant(t *testing.T, cli *clientv3.Client, ttl int64) clientv3.LeaseID {
 
 func countPrefix(t *testing.T, cli *clientv3.Client, prefix string, opts ...clientv3.OpOption) int64 {
 	t.Helper()
-	resp, err := cli.Get(ctxT(t), prefix, append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, opts...)...)
+	resp, err := cli.Get(framework.Context(t), prefix, append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, opts...)...)
 	if err != nil {
 		t.Fatalf("count %s: %v", prefix, err)
 	}
@@ -63,9 +60,10 @@ func sameErr(err, want error) bool {
 // TestLeaseRevokeDeletesKeysInOneRevision attaches many keys to a lease
 // through every member and revokes it: every key goes in one revision.
 func TestLeaseRevokeDeletesKeysInOneRevision(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	cli := c.client()
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	cli := c.Client()
 	id := grant(t, cli, 60)
 	other := grant(t, cli, 60)
 	const n = 600
@@ -75,7 +73,7 @@ func TestLeaseRevokeDeletesKeysInOneRevision(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			wc := c.client(w % 3)
+			wc := c.Client(w % 3)
 			for i := w; i < n; i += 6 {
 				if _, err := wc.Put(ctx, fmt.Sprintf("lease/k%04d", i), "v", clientv3.WithLease(id)); err != nil {
 					errc <- err
@@ -120,7 +118,7 @@ func TestLeaseRevokeDeletesKeysInOneRevision(t *testing.T) {
 	before := mustRev(t, cli)
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	wch := c.client(1).Watch(wctx, "lease/", clientv3.WithPrefix(), clientv3.WithRev(before+1))
+	wch := c.Client(1).Watch(wctx, "lease/", clientv3.WithPrefix(), clientv3.WithRev(before+1))
 	resp, err := cli.Revoke(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -154,9 +152,9 @@ func TestLeaseRevokeDeletesKeysInOneRevision(t *testing.T) {
 		t.Fatalf("keys left after the revocation: %d, want 3 (k0000 on another lease, k0001 and k0003 detached)", got)
 	}
 	// Every member applied the same.
-	for i := range c.members {
-		waitFor(t, fmt.Sprintf("member %d to apply the revocation", i), func() bool {
-			r, err := c.client(i).Get(ctx, "lease/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithKeysOnly())
+	for i := range c.Members {
+		framework.WaitFor(t, fmt.Sprintf("member %d to apply the revocation", i), func() bool {
+			r, err := c.Client(i).Get(ctx, "lease/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithKeysOnly())
 			return err == nil && r.Header.Revision >= rev && r.Count == 3
 		})
 	}
@@ -177,9 +175,10 @@ func TestLeaseRevokeDeletesKeysInOneRevision(t *testing.T) {
 // TestLeaseExpiryDeletesKeys lets a lease run out: its keys vanish after
 // its TTL, not before, and not much later.
 func TestLeaseExpiryDeletesKeys(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	cli := c.client()
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	cli := c.Client()
+	ctx := framework.Context(t)
 	start := time.Now()
 	id := grant(t, cli, 2)
 	for i := range 20 {
@@ -188,7 +187,7 @@ func TestLeaseExpiryDeletesKeys(t *testing.T) {
 		}
 	}
 	var gone time.Time
-	waitFor(t, "the lease to expire", func() bool {
+	framework.WaitFor(t, "the lease to expire", func() bool {
 		if countPrefix(t, cli, "exp/", clientv3.WithSerializable()) == 0 {
 			gone = time.Now()
 			return true
@@ -214,8 +213,9 @@ func TestLeaseExpiryDeletesKeys(t *testing.T) {
 // clients, each on one member (followers forward to the
 // leader), then lets half of them go.
 func TestLeaseKeepAliveManyClients(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
 	const clients, perClient = 12, 3
 	type kept struct {
 		id     clientv3.LeaseID
@@ -223,10 +223,11 @@ func TestLeaseKeepAliveManyClients(t *testing.T) {
 		ch     <-chan *clientv3.LeaseKeepAliveResponse
 	}
 	var all []kept
-	var responses atomic.Int64
+	counts := make([]atomic.Int64, clients*perClient) // keep-alive responses per lease
 	var wg sync.WaitGroup
+	granted := time.Now()
 	for ci := range clients {
-		cli := c.client(ci % 3)
+		cli := c.Client(ci % 3)
 		for j := range perClient {
 			id := grant(t, cli, 2)
 			if _, err := cli.Put(ctx, fmt.Sprintf("ka/%02d/%d", ci, j), "v", clientv3.WithLease(id)); err != nil {
@@ -238,11 +239,12 @@ func TestLeaseKeepAliveManyClients(t *testing.T) {
 				t.Fatal(err)
 			}
 			all = append(all, kept{id, cancel, ch})
+			n := &counts[len(all)-1]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for range ch {
-					responses.Add(1)
+					n.Add(1)
 				}
 			}()
 		}
@@ -253,12 +255,30 @@ func TestLeaseKeepAliveManyClients(t *testing.T) {
 		}
 		wg.Wait()
 	})
-	time.Sleep(5 * time.Second) // two and a half TTLs
-	if got := countPrefix(t, c.client(), "ka/"); got != clients*perClient {
-		t.Fatalf("%d keys alive, want %d", got, clients*perClient)
+	// renewedAtLeast waits until every lease i with keep(i) had n more
+	// keep-alive responses than in from. clientv3 renews every third of
+	// the TTL, so 4 more responses span more than a whole TTL.
+	renewedAtLeast := func(n int64, keep func(i int) bool) {
+		t.Helper()
+		from := make([]int64, len(counts))
+		for i := range counts {
+			from[i] = counts[i].Load()
+		}
+		framework.WaitFor(t, fmt.Sprintf("%d more keep-alive responses for each lease kept", n), func() bool {
+			for i := range counts {
+				if keep(i) && counts[i].Load() < from[i]+n {
+					return false
+				}
+			}
+			return true
+		})
 	}
-	if responses.Load() < clients*perClient*5 {
-		t.Fatalf("only %d keep-alive responses", responses.Load())
+	renewedAtLeast(5, func(int) bool { return true })
+	if got := countPrefix(t, c.Client(), "ka/"); got != clients*perClient {
+		t.Fatalf("%d keys alive %v after the grants, want %d", got, time.Since(granted), clients*perClient)
+	}
+	if d := time.Since(granted); d < 2*time.Second {
+		t.Fatalf("5 renewals of every lease within %v: faster than clientv3 renews a 2s lease", d)
 	}
 	// Stop every other lease's keep-alive: those expire, the rest live.
 	for i, k := range all {
@@ -266,15 +286,15 @@ func TestLeaseKeepAliveManyClients(t *testing.T) {
 			k.cancel()
 		}
 	}
-	waitFor(t, "half the leases to expire", func() bool {
-		return countPrefix(t, c.client(), "ka/") == clients*perClient/2
+	framework.WaitFor(t, "half the leases to expire", func() bool {
+		return countPrefix(t, c.Client(), "ka/") == clients*perClient/2
 	})
-	time.Sleep(2 * time.Second)
-	if got := countPrefix(t, c.client(), "ka/"); got != clients*perClient/2 {
+	renewedAtLeast(4, func(i int) bool { return i%2 == 1 })
+	if got := countPrefix(t, c.Client(), "ka/"); got != clients*perClient/2 {
 		t.Fatalf("%d keys alive, want %d", got, clients*perClient/2)
 	}
 	for i, k := range all {
-		tl, err := c.client().TimeToLive(ctx, k.id)
+		tl, err := c.Client().TimeToLive(ctx, k.id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,16 +308,17 @@ func TestLeaseKeepAliveManyClients(t *testing.T) {
 // a lease kept alive survives, and a lease left alone expires neither
 // before its TTL nor much after it — the new leader revokes it.
 func TestLeaseExpiryUnderLeaderFailover(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	var survivors []int
-	for i := range c.members {
+	for i := range c.Members {
 		if i != li {
 			survivors = append(survivors, i)
 		}
 	}
-	cli := c.client(survivors...)
+	cli := c.Client(survivors...)
 	const ttl = 3
 	kept := grant(t, cli, ttl)
 	kctx, kcancel := context.WithCancel(ctx)
@@ -306,11 +327,13 @@ func TestLeaseExpiryUnderLeaderFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var keptRenewals atomic.Int64
 	var kwg sync.WaitGroup
 	kwg.Add(1)
 	go func() {
 		defer kwg.Done()
 		for range kch {
+			keptRenewals.Add(1)
 		}
 	}()
 	defer kwg.Wait()
@@ -324,16 +347,21 @@ func TestLeaseExpiryUnderLeaderFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(time.Second)
+	// Renew one of the two idle leases once at least a second of its
+	// countdown has passed, so that the two expire at different times.
+	framework.WaitFor(t, "a second of the leases' countdown", func() bool {
+		tl, err := cli.TimeToLive(ctx, renewed)
+		return err == nil && tl.TTL <= ttl-1
+	})
 	renewedAt := time.Now()
 	if _, err := cli.KeepAliveOnce(ctx, renewed); err != nil {
 		t.Fatal(err)
 	}
 	killedAt := time.Now()
-	c.stop(li)
+	c.Stop(li)
 
 	goneAt := map[string]time.Time{}
-	waitFor(t, "the unrenewed leases to expire", func() bool {
+	framework.WaitFor(t, "the unrenewed leases to expire", func() bool {
 		resp, err := cli.Get(ctx, "fo/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithKeysOnly())
 		if err != nil {
 			return false
@@ -365,17 +393,22 @@ func TestLeaseExpiryUnderLeaderFailover(t *testing.T) {
 			t.Errorf("%s expired only %v after the kill", k, goneAt[k].Sub(killedAt))
 		}
 	}
-	time.Sleep(time.Second)
+	// The kept lease goes on being renewed by the new leader for more
+	// than its TTL (clientv3 renews every third of it).
+	fromRenewals := keptRenewals.Load()
+	framework.WaitFor(t, "four renewals of the kept lease by the new leader", func() bool {
+		return keptRenewals.Load() >= fromRenewals+4
+	})
 	if n := countPrefix(t, cli, "fo/kept"); n != 1 {
 		t.Fatal("the lease kept alive expired after the failover")
 	}
 	// The old leader comes back and agrees.
-	c.restart(li)
-	waitFor(t, "the old leader to catch up", func() bool {
-		resp, err := c.client(li).Leases(ctx)
+	c.Restart(li)
+	framework.WaitFor(t, "the old leader to catch up", func() bool {
+		resp, err := c.Client(li).Leases(ctx)
 		return err == nil && len(resp.Leases) == 1 && resp.Leases[0].ID == kept
 	})
-	if n := countPrefix(t, c.client(li), "fo/", clientv3.WithSerializable()); n != 1 {
+	if n := countPrefix(t, c.Client(li), "fo/", clientv3.WithSerializable()); n != 1 {
 		t.Fatalf("old leader sees %d keys, want 1", n)
 	}
 }
@@ -384,17 +417,18 @@ func TestLeaseExpiryUnderLeaderFailover(t *testing.T) {
 // moment a lease expires — before it notices, or while its revocation is
 // in flight — and checks the next leader still revokes it.
 func TestLeaseRevocationNotLostAcrossFailover(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
 	for round, offset := range []time.Duration{-100 * time.Millisecond, 0, 25 * time.Millisecond, 50 * time.Millisecond} {
-		li := c.leaderIndex()
+		li := c.LeaderIndex()
 		var survivors []int
-		for i := range c.members {
+		for i := range c.Members {
 			if i != li {
 				survivors = append(survivors, i)
 			}
 		}
-		cli := c.client(survivors...)
+		cli := c.Client(survivors...)
 		prefix := fmt.Sprintf("rv%d/", round)
 		start := time.Now()
 		id := grant(t, cli, 2)
@@ -405,18 +439,18 @@ func TestLeaseRevocationNotLostAcrossFailover(t *testing.T) {
 		}
 		time.Sleep(time.Until(start.Add(2*time.Second + offset)))
 		killedAt := time.Now()
-		c.stop(li)
-		waitFor(t, "the revocation after the failover", func() bool {
+		c.Stop(li)
+		framework.WaitFor(t, "the revocation after the failover", func() bool {
 			return countPrefix(t, cli, prefix, clientv3.WithSerializable()) == 0
 		})
 		t.Logf("round %d: killed %v after the grant; keys gone %v after the kill", round, killedAt.Sub(start), time.Since(killedAt))
 		if d := time.Since(killedAt); d > 2*time.Second+testExtend+2*time.Second {
 			t.Errorf("round %d: revocation took %v after the kill", round, d)
 		}
-		c.restart(li)
-		c.waitLeader()
-		waitFor(t, "the restarted member to agree", func() bool {
-			r, err := c.client(li).Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+		c.Restart(li)
+		c.WaitLeader()
+		framework.WaitFor(t, "the restarted member to agree", func() bool {
+			r, err := c.Client(li).Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
 			return err == nil && r.Count == 0
 		})
 	}
@@ -425,9 +459,10 @@ func TestLeaseRevocationNotLostAcrossFailover(t *testing.T) {
 // TestLeaseSurvivesRestart restarts the whole cluster: leases and their
 // attachments come back from disk, and expiry resumes.
 func TestLeaseSurvivesRestart(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	cli := c.client(0)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(0)
 	long := grant(t, cli, 600)
 	short := grant(t, cli, 3)
 	other := grant(t, cli, 600)
@@ -442,15 +477,15 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 	if _, err := cli.Put(ctx, "rs/short", "v", clientv3.WithLease(short)); err != nil {
 		t.Fatal(err)
 	}
-	for i := range c.members {
-		c.stop(i)
+	for i := range c.Members {
+		c.Stop(i)
 	}
-	for i := range c.members {
-		c.restart(i)
+	for i := range c.Members {
+		c.Restart(i)
 	}
 	restartedAt := time.Now()
-	c.waitLeader()
-	cli = c.client()
+	c.WaitLeader()
+	cli = c.Client()
 	tl, err := cli.TimeToLive(ctx, long, clientv3.WithAttachedKeys())
 	if err != nil {
 		t.Fatal(err)
@@ -473,7 +508,7 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 		t.Fatalf("leases after restart: %v, want %v", ids, want)
 	}
 	// Without checkpoints the short lease counts its whole TTL again.
-	waitFor(t, "the short lease to expire", func() bool { return countPrefix(t, cli, "rs/short") == 0 })
+	framework.WaitFor(t, "the short lease to expire", func() bool { return countPrefix(t, cli, "rs/short") == 0 })
 	if d := time.Since(restartedAt); d < 3*time.Second {
 		t.Fatalf("short lease expired %v after the restart", d)
 	}
@@ -489,27 +524,43 @@ func TestLeaseSurvivesRestart(t *testing.T) {
 // cluster resumes each lease's countdown instead of starting it over; a
 // renewal after a checkpoint resets it.
 func TestLeaseCheckpointSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	for _, checkpoint := range []bool{true, false} {
 		t.Run(fmt.Sprintf("checkpoint=%v", checkpoint), func(t *testing.T) {
-			var tune func(*server.Config)
-			if checkpoint {
-				tune = withLeaseCheckpoints(100 * time.Millisecond)
-			}
-			c := newTestCluster(t, 1, tune)
-			ctx := ctxT(t)
-			cli := c.client()
+			clock := framework.NewClock()
+			c := framework.NewCluster(t, 1, func(cfg *server.Config) {
+				cfg.Lease.Now = clock.Now
+				if checkpoint {
+					cfg.Lease.CheckpointInterval = 10 * time.Millisecond
+				}
+			})
+			ctx := framework.Context(t)
+			cli := c.Client()
 			const ttl = 30
 			idle := grant(t, cli, ttl)
 			renewed := grant(t, cli, ttl)
-			time.Sleep(4 * time.Second)
+			clock.Advance(4 * time.Second)
+			if checkpoint {
+				framework.WaitFor(t, "a checkpoint of the idle lease's countdown", func() bool {
+					recs, err := c.Members[0].Embed.Server.KV().Leases()
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, r := range recs {
+						if r.ID == int64(idle) && r.RemainingTTL > 0 && r.RemainingTTL <= ttl-4 {
+							return true
+						}
+					}
+					return false
+				})
+			}
 			if _, err := cli.KeepAliveOnce(ctx, renewed); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
-			c.stop(0)
-			c.restart(0)
-			c.waitLeader()
-			cli = c.client()
+			c.Stop(0)
+			c.Restart(0)
+			c.WaitLeader()
+			cli = c.Client()
 			tIdle, err := cli.TimeToLive(ctx, idle)
 			if err != nil {
 				t.Fatal(err)
@@ -535,21 +586,22 @@ func TestLeaseCheckpointSurvivesRestart(t *testing.T) {
 // TestLeaseTimeToLiveAndList asks every member, followers included (they
 // ask the leader), about a lease and its keys.
 func TestLeaseTimeToLiveAndList(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	follower := (li + 1) % 3
-	id := grant(t, c.client(follower), 10)
+	id := grant(t, c.Client(follower), 10)
 	var want []string
 	for _, k := range []string{"tl/b", "tl/a", "tl/c"} {
-		if _, err := c.client(li).Put(ctx, k, "v", clientv3.WithLease(id)); err != nil {
+		if _, err := c.Client(li).Put(ctx, k, "v", clientv3.WithLease(id)); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, k)
 	}
 	slices.Sort(want)
-	for i := range c.members {
-		cli := c.client(i)
+	for i := range c.Members {
+		cli := c.Client(i)
 		tl, err := cli.TimeToLive(ctx, id, clientv3.WithAttachedKeys())
 		if err != nil {
 			t.Fatalf("member %d: %v", i, err)
@@ -576,15 +628,15 @@ func TestLeaseTimeToLiveAndList(t *testing.T) {
 			t.Fatalf("member %d: keep-alive of an unknown lease: %v", i, err)
 		}
 	}
-	if _, err := c.client(follower).Revoke(ctx, id); err != nil {
+	if _, err := c.Client(follower).Revoke(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	for i := range c.members {
-		ls, err := c.client(i).Leases(ctx)
+	for i := range c.Members {
+		ls, err := c.Client(i).Leases(ctx)
 		if err != nil || len(ls.Leases) != 0 {
 			t.Fatalf("member %d after revoke: %v %+v", i, err, ls)
 		}
-		if tl, err := c.client(i).TimeToLive(ctx, id); err != nil || tl.TTL != -1 {
+		if tl, err := c.Client(i).TimeToLive(ctx, id); err != nil || tl.TTL != -1 {
 			t.Fatalf("member %d after revoke: %v %+v", i, err, tl)
 		}
 	}
@@ -593,9 +645,10 @@ func TestLeaseTimeToLiveAndList(t *testing.T) {
 // TestLeaseBadInput sends wrong and odd lease requests: each gets etcd's
 // answer and nothing changes.
 func TestLeaseBadInput(t *testing.T) {
-	c := newTestCluster(t, 1, nil)
-	ctx := ctxT(t)
-	cli := c.client()
+	t.Parallel()
+	c := framework.NewCluster(t, 1, nil)
+	ctx := framework.Context(t)
+	cli := c.Client()
 	lc := pb.NewLeaseClient(cli.ActiveConnection())
 	rev := mustRev(t, cli)
 
@@ -677,14 +730,15 @@ func TestLeaseBadInput(t *testing.T) {
 // TestLeaseSnapshotInstall brings back a member by snapshot: its lease
 // table and attachments are rebuilt from it, as it shows once it leads.
 func TestLeaseSnapshotInstall(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *server.Config) {
+	t.Parallel()
+	c := framework.NewCluster(t, 3, func(cfg *server.Config) {
 		cfg.SnapshotCount = 50
 		cfg.SnapshotCatchUpEntries = 10
 	})
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	down := (li + 1) % 3
-	cli := c.client(li)
+	cli := c.Client(li)
 	kept := grant(t, cli, 600)
 	revoked := grant(t, cli, 600)
 	for _, p := range []struct {
@@ -695,10 +749,10 @@ func TestLeaseSnapshotInstall(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the member to be sent down to catch up", func() bool {
-		return countPrefix(t, c.client(down), "sn/", clientv3.WithSerializable()) == 2
+	framework.WaitFor(t, "the member to be sent down to catch up", func() bool {
+		return countPrefix(t, c.Client(down), "sn/", clientv3.WithSerializable()) == 2
 	})
-	c.stop(down)
+	c.Stop(down)
 	if _, err := cli.Revoke(ctx, revoked); err != nil {
 		t.Fatal(err)
 	}
@@ -714,18 +768,18 @@ func TestLeaseSnapshotInstall(t *testing.T) {
 		}
 	}
 	rev := mustRev(t, cli)
-	c.restart(down)
-	waitFor(t, "the restarted member to catch up", func() bool {
-		resp, err := c.client(down).Get(ctx, "filler/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+	c.Restart(down)
+	framework.WaitFor(t, "the restarted member to catch up", func() bool {
+		resp, err := c.Client(down).Get(ctx, "filler/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
 		return err == nil && resp.Count == 200 && resp.Header.Revision >= rev
 	})
-	if _, err := c.client(c.leaderIndex()).MoveLeader(ctx, c.members[down].m.Server.ID()); err != nil {
+	if _, err := c.Client(c.LeaderIndex()).MoveLeader(ctx, c.Members[down].Embed.Server.ID()); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.waitLeader(); got != c.members[down].m.Server.ID() {
+	if got := c.WaitLeader(); got != c.Members[down].Embed.Server.ID() {
 		t.Fatalf("leader %x, want the restored member", got)
 	}
-	dcli := c.client(down)
+	dcli := c.Client(down)
 	ls, err := dcli.Leases(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -751,9 +805,9 @@ func TestLeaseSnapshotInstall(t *testing.T) {
 	if n := countPrefix(t, dcli, "sn/added/"); n != 0 {
 		t.Fatalf("%d keys left after revoking on the restored member", n)
 	}
-	for i := range c.members {
-		waitFor(t, fmt.Sprintf("member %d to apply", i), func() bool {
-			r, err := c.client(i).Get(ctx, "sn/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+	for i := range c.Members {
+		framework.WaitFor(t, fmt.Sprintf("member %d to apply", i), func() bool {
+			r, err := c.Client(i).Get(ctx, "sn/", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
 			return err == nil && r.Header.Revision >= resp.Header.Revision && r.Count == 1
 		})
 	}
@@ -860,7 +914,7 @@ func newBenchMember(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := Start(Config{
+	m, err := embed.Start(embed.Config{
 		Config: server.Config{
 			Name: "b0", DataDir: dir, PeerURLs: []string{peerURL}, ClientURLs: []string{"http://" + clientAddr},
 			InitialCluster: ic, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -1,4 +1,4 @@
-package embed
+package integration
 
 import (
 	"encoding/json"
@@ -15,24 +15,17 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/synod-db/synod/embed"
 	"github.com/synod-db/synod/server"
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // childEnv carries a member's settings to a re-executed test binary.
-const childEnv = "SYNOD_EMBED_CHILD"
+const childEnv = "SYNOD_INTEGRATION_CHILD"
 
 // childConfig is what a child member process needs.
 type childConfig struct {
 	Name, Dir, PeerURL, ClientAddr, InitialCluster string
-}
-
-// TestMain runs a member instead of the tests when started as a child.
-func TestMain(m *testing.M) {
-	if raw := os.Getenv(childEnv); raw != "" {
-		runChild(raw)
-		return
-	}
-	os.Exit(m.Run())
 }
 
 // runChild serves one member until killed.
@@ -47,7 +40,7 @@ func runChild(raw string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	_, err = Start(Config{
+	_, err = embed.Start(embed.Config{
 		Config: server.Config{
 			Name: cc.Name, DataDir: cc.Dir,
 			HeartbeatInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, PreVote: true,
@@ -81,7 +74,7 @@ func TestKill9(t *testing.T) {
 	var procs []*proc
 	var initial []string
 	for i := range 3 {
-		p := &proc{cc: childConfig{Name: fmt.Sprintf("k%d", i), Dir: filepath.Join(t.TempDir(), "data"), PeerURL: "http://" + freeAddr(t), ClientAddr: freeAddr(t)}}
+		p := &proc{cc: childConfig{Name: fmt.Sprintf("k%d", i), Dir: filepath.Join(t.TempDir(), "data"), PeerURL: "http://" + framework.FreeAddr(t), ClientAddr: framework.FreeAddr(t)}}
 		p.log = filepath.Join(t.TempDir(), "log")
 		procs = append(procs, p)
 		initial = append(initial, p.cc.Name+"="+p.cc.PeerURL)
@@ -128,7 +121,7 @@ func TestKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	ctx := ctxT(t)
+	ctx := framework.Context(t)
 
 	var acked sync.Map
 	var n atomic.Int64
@@ -162,7 +155,7 @@ func TestKill9(t *testing.T) {
 		return -1
 	}
 	for round := range 4 {
-		waitFor(t, "writes", func() bool { return n.Load() > int64(100*(round+1)) })
+		framework.WaitFor(t, "writes", func() bool { return n.Load() > int64(100*(round+1)) })
 		victim := round % 3
 		if round%2 == 0 {
 			if li := leaderOf(); li >= 0 {
@@ -171,7 +164,7 @@ func TestKill9(t *testing.T) {
 		}
 		kill(procs[victim])
 		before := n.Load()
-		waitFor(t, "writes with a member down", func() bool { return n.Load() > before+50 })
+		framework.WaitFor(t, "writes with a member down", func() bool { return n.Load() > before+50 })
 		start(procs[victim])
 	}
 	close(stop)
@@ -180,7 +173,7 @@ func TestKill9(t *testing.T) {
 	// Every member converges to the same revision and hash, with every
 	// acknowledged write.
 	var rev int64
-	waitFor(t, "members to converge", func() bool {
+	framework.WaitFor(t, "members to converge", func() bool {
 		var revs []int64
 		var hashes []uint32
 		for _, p := range procs {

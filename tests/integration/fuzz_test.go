@@ -1,4 +1,4 @@
-package embed
+package integration
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // fuzzRequestKinds are the requests FuzzRequests sends, chosen by its
@@ -162,8 +164,8 @@ func FuzzRequests(f *testing.F) {
 		f.Add(s.kind, b)
 	}
 	f.Add(byte(3), []byte{0x12, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	c := newTestCluster(f, 1, nil)
-	conn := c.client(0).ActiveConnection()
+	c := framework.NewCluster(f, 1, nil)
+	conn := c.Client(0).ActiveConnection()
 	cl := &fuzzClients{
 		kv: pb.NewKVClient(conn), lease: pb.NewLeaseClient(conn), cluster: pb.NewClusterClient(conn),
 		maint: pb.NewMaintenanceClient(conn), watch: pb.NewWatchClient(conn),

@@ -1,4 +1,4 @@
-package embed
+package integration
 
 import (
 	"context"
@@ -23,11 +23,23 @@ import (
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/server"
 	"github.com/synod-db/synod/server/watch"
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // withWatchOptions returns a config tuner setting the watch hub options.
 func withWatchOptions(o watch.Options) func(*server.Config) {
 	return func(cfg *server.Config) { cfg.Watch = o }
+}
+
+// watchCreated opens a watch and returns once the member created it, so
+// that every write after it reaches it.
+func watchCreated(t *testing.T, ctx context.Context, cli *clientv3.Client, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	t.Helper()
+	wch := cli.Watch(ctx, key, append(opts, clientv3.WithCreatedNotify())...)
+	if r := nextResp(t, wch); !r.Created {
+		t.Fatalf("watch of %q: first response %+v, want its creation", key, r)
+	}
+	return wch
 }
 
 // nextResp waits for the next watch response.
@@ -86,9 +98,10 @@ func evStrings(evs []*clientv3.Event) []string {
 // against the revisions the writes returned; the header carries the
 // cluster, member and term.
 func TestWatchFromPastThenLive(t *testing.T) {
-	c := newTestCluster(t, 1, nil)
-	ctx := ctxT(t)
-	cli := c.client(0)
+	t.Parallel()
+	c := framework.NewCluster(t, 1, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(0)
 	var want []string
 	var first int64
 	for i := range 10 {
@@ -132,7 +145,7 @@ func TestWatchFromPastThenLive(t *testing.T) {
 	if !slices.Equal(evStrings(got), want) {
 		t.Fatalf("got %q\nwant %q", evStrings(got), want)
 	}
-	m := c.members[0].m.Server
+	m := c.Members[0].Embed.Server
 	if hdr.ClusterId != m.ClusterID() || hdr.MemberId != m.ID() || hdr.RaftTerm == 0 || hdr.Revision != resp.Header.Revision {
 		t.Fatalf("header %+v", hdr)
 	}
@@ -142,9 +155,10 @@ func TestWatchFromPastThenLive(t *testing.T) {
 // ends with ErrCompacted and a CompactRevision from which watching
 // works, and misses nothing after it.
 func TestWatchCompactedResume(t *testing.T) {
-	c := newTestCluster(t, 1, nil)
-	ctx := ctxT(t)
-	cli := c.client(0)
+	t.Parallel()
+	c := framework.NewCluster(t, 1, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(0)
 	var revs []int64
 	for i := range 10 {
 		resp, err := cli.Put(ctx, "k", fmt.Sprint(i))
@@ -172,14 +186,14 @@ func TestWatchCompactedResume(t *testing.T) {
 // TestWatchPrevKVAndFilters checks prev_kv and the NOPUT / NODELETE
 // filters through the client.
 func TestWatchPrevKVAndFilters(t *testing.T) {
-	c := newTestCluster(t, 1, nil)
-	ctx := ctxT(t)
-	cli := c.client(0)
-	prev := cli.Watch(ctx, "k", clientv3.WithPrevKV())
-	noPut := cli.Watch(ctx, "k", clientv3.WithFilterPut())
-	noDel := cli.Watch(ctx, "k", clientv3.WithFilterDelete())
-	plain := cli.Watch(ctx, "k")
-	time.Sleep(100 * time.Millisecond) // let the watchers be created before the writes
+	t.Parallel()
+	c := framework.NewCluster(t, 1, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(0)
+	prev := watchCreated(t, ctx, cli, "k", clientv3.WithPrevKV())
+	noPut := watchCreated(t, ctx, cli, "k", clientv3.WithFilterPut())
+	noDel := watchCreated(t, ctx, cli, "k", clientv3.WithFilterDelete())
+	plain := watchCreated(t, ctx, cli, "k")
 	r1, _ := cli.Put(ctx, "k", "v1")
 	r2, _ := cli.Put(ctx, "k", "v2")
 	r3, err := cli.Delete(ctx, "k")
@@ -204,17 +218,18 @@ func TestWatchPrevKVAndFilters(t *testing.T) {
 // response (seen on a raw stream) and the client joins the pieces into
 // one response of 300 events; without it one large response comes.
 func TestWatchFragment(t *testing.T) {
-	c := newTestCluster(t, 1, func(cfg *server.Config) { cfg.MaxRequestBytes = 64 << 10 })
-	ctx := ctxT(t)
-	cli := c.client(0)
+	t.Parallel()
+	c := framework.NewCluster(t, 1, func(cfg *server.Config) { cfg.MaxRequestBytes = 64 << 10 })
+	ctx := framework.Context(t)
+	cli := c.Client(0)
 	val := strings.Repeat("v", 1024)
 	for i := range 300 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("f/%03d", i), val); err != nil {
 			t.Fatal(err)
 		}
 	}
-	frag := cli.Watch(ctx, "f/", clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithFragment())
-	whole := cli.Watch(ctx, "f/", clientv3.WithPrefix(), clientv3.WithPrevKV())
+	frag := watchCreated(t, ctx, cli, "f/", clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithFragment())
+	whole := watchCreated(t, ctx, cli, "f/", clientv3.WithPrefix(), clientv3.WithPrevKV())
 	raw, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +242,6 @@ func TestWatchFragment(t *testing.T) {
 	if r, err := raw.Recv(); err != nil || !r.Created {
 		t.Fatalf("raw create: %v %v", r, err)
 	}
-	time.Sleep(100 * time.Millisecond)
 	del, err := cli.Delete(ctx, "f/", clientv3.WithPrefix())
 	if err != nil || del.Deleted != 300 {
 		t.Fatal(err, del)
@@ -264,9 +278,10 @@ func TestWatchFragment(t *testing.T) {
 // TestWatchProgress checks periodic progress notifications and
 // RequestProgress through the client.
 func TestWatchProgress(t *testing.T) {
-	c := newTestCluster(t, 1, withWatchOptions(watch.Options{ProgressInterval: 100 * time.Millisecond}))
-	ctx := ctxT(t)
-	cli := c.client(0)
+	t.Parallel()
+	c := framework.NewCluster(t, 1, withWatchOptions(watch.Options{ProgressInterval: 100 * time.Millisecond}))
+	ctx := framework.Context(t)
+	cli := c.Client(0)
 	put, err := cli.Put(ctx, "x", "1")
 	if err != nil {
 		t.Fatal(err)
@@ -277,8 +292,7 @@ func TestWatchProgress(t *testing.T) {
 		t.Fatalf("periodic progress: %+v", resp)
 	}
 	// RequestProgress reaches every watcher of the stream (same context).
-	plain := cli.Watch(ctx, "other")
-	time.Sleep(50 * time.Millisecond)
+	plain := watchCreated(t, ctx, cli, "other")
 	put, err = cli.Put(ctx, "x", "2")
 	if err != nil {
 		t.Fatal(err)
@@ -301,14 +315,15 @@ func TestWatchProgress(t *testing.T) {
 // go through the leader: all see the same events, and follower headers
 // name the follower.
 func TestWatchOnFollower(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	var chans []clientv3.WatchChan
-	for i := range c.members {
-		chans = append(chans, c.client(i).Watch(ctx, "k", clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(2)))
+	for i := range c.Members {
+		chans = append(chans, c.Client(i).Watch(ctx, "k", clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(2)))
 	}
-	cli := c.client(li)
+	cli := c.Client(li)
 	for i := range 20 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("k%d", i%4), fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
@@ -322,7 +337,7 @@ func TestWatchOnFollower(t *testing.T) {
 			if resp.Err() != nil {
 				t.Fatal(resp.Err())
 			}
-			if resp.Header.MemberId != c.members[i].m.Server.ID() {
+			if resp.Header.MemberId != c.Members[i].Embed.Server.ID() {
 				t.Fatalf("member %d answered with header %+v", i, resp.Header)
 			}
 			got = append(got, resp.Events...)
@@ -338,22 +353,23 @@ func TestWatchOnFollower(t *testing.T) {
 // TestWatchRequireLeader loses quorum under a member: its
 // WithRequireLeader watch ends with ErrNoLeader, its plain watch stays.
 func TestWatchRequireLeader(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	survivor := (li + 1) % 3
-	cli := c.client(survivor)
+	cli := c.Client(survivor)
 	rl := cli.Watch(clientv3.WithRequireLeader(ctx), "k")
 	plainCtx, cancelPlain := context.WithCancel(ctx)
 	defer cancelPlain()
 	plain := cli.Watch(plainCtx, "k")
-	if _, err := c.client(li).Put(ctx, "k", "1"); err != nil {
+	if _, err := c.Client(li).Put(ctx, "k", "1"); err != nil {
 		t.Fatal(err)
 	}
 	nextEvents(t, rl, 1)
 	nextEvents(t, plain, 1)
-	c.stop(li)
-	c.stop((li + 2) % 3)
+	c.Stop(li)
+	c.Stop((li + 2) % 3)
 	start := time.Now()
 	resp := nextResp(t, rl)
 	if !errors.Is(resp.Err(), rpctypes.ErrNoLeader) || !resp.Canceled {
@@ -398,9 +414,10 @@ func rawRecv(t *testing.T, ws pb.Watch_WatchClient) *pb.WatchResponse {
 // stream: each gets etcd's answer (or none, for a cancel of an unknown
 // ID), and the stream keeps working.
 func TestWatchBadInput(t *testing.T) {
-	c := newTestCluster(t, 1, nil)
-	ctx := ctxT(t)
-	cli := c.client(0)
+	t.Parallel()
+	c := framework.NewCluster(t, 1, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(0)
 	for i := range 5 {
 		if _, err := cli.Put(ctx, "k", fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
@@ -504,26 +521,27 @@ func createReq(cr *pb.WatchCreateRequest) *pb.WatchRequest {
 // behind and catches up by snapshot while they run: they still get every
 // event from their start revision.
 func TestWatchSnapshotInstall(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *server.Config) {
+	t.Parallel()
+	c := framework.NewCluster(t, 3, func(cfg *server.Config) {
 		cfg.SnapshotCount = 50
 		cfg.SnapshotCatchUpEntries = 10
 	})
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	down := (li + 1) % 3
-	cli := c.client(li)
+	cli := c.Client(li)
 	if _, err := cli.Put(ctx, "s/first", "x"); err != nil {
 		t.Fatal(err)
 	}
 	start := mustRev(t, cli)
-	c.stop(down)
+	c.Stop(down)
 	for i := range 300 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("s/%03d", i%50), fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.restart(down)
-	wch := c.client(down).Watch(ctx, "s/", clientv3.WithPrefix(), clientv3.WithRev(start))
+	c.Restart(down)
+	wch := c.Client(down).Watch(ctx, "s/", clientv3.WithPrefix(), clientv3.WithRev(start))
 	resp, err := cli.Put(ctx, "s/last", "y")
 	if err != nil {
 		t.Fatal(err)
@@ -548,7 +566,7 @@ func TestWatchSnapshotInstall(t *testing.T) {
 // external cluster instead (synod or etcd processes), for side-by-side
 // figures.
 func TestWatchLatency(t *testing.T) {
-	ctx := ctxT(t)
+	ctx := framework.Context(t)
 	if eps := os.Getenv("SYNOD_WATCH_LATENCY_ENDPOINTS"); eps != "" {
 		var clis []*clientv3.Client
 		for _, ep := range strings.Split(eps, ",") {
@@ -564,10 +582,10 @@ func TestWatchLatency(t *testing.T) {
 		}
 		return
 	}
-	c := newTestCluster(t, 3, nil)
-	li := c.leaderIndex()
-	measureWatchLatency(t, ctx, c.client(li), c.client(li), "leader", 500)
-	measureWatchLatency(t, ctx, c.client(li), c.client((li+1)%3), "follower", 500)
+	c := framework.NewCluster(t, 3, nil)
+	li := c.LeaderIndex()
+	measureWatchLatency(t, ctx, c.Client(li), c.Client(li), "leader", 500)
+	measureWatchLatency(t, ctx, c.Client(li), c.Client((li+1)%3), "follower", 500)
 }
 
 // measureWatchLatency puts n times through writer, one put at a time,
@@ -624,9 +642,9 @@ func TestWatchIdleMemory(t *testing.T) {
 		total, _ = strconv.Atoi(v)
 	}
 	const nStreams = 100
-	c := newTestCluster(t, 1, nil)
-	ctx := ctxT(t)
-	cli := c.client(0)
+	c := framework.NewCluster(t, 1, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(0)
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
@@ -670,7 +688,7 @@ func TestWatchIdleMemory(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	per := float64(int64(ms.HeapAlloc)-int64(before)) / float64(total)
-	st := c.members[0].m.Server.WatchHub().Stats()
+	st := c.Members[0].Embed.Server.WatchHub().Stats()
 	t.Logf("%d idle watchers on %d gRPC streams: %.0f bytes of heap each (process total: member and client)", total, nStreams, per)
 	if st.Synced != total {
 		t.Fatalf("hub stats %+v", st)
@@ -724,15 +742,12 @@ func (w *propWatcher) contains(k string) bool {
 // a compaction error from the CompactRevision), and atomic per revision.
 // SYNOD_WATCH_SEED changes the seed.
 func TestWatchPropertyCluster(t *testing.T) {
-	seed := int64(1)
-	if v := os.Getenv("SYNOD_WATCH_SEED"); v != "" {
-		seed, _ = strconv.ParseInt(strings.Split(v, ",")[0], 10, 64)
-	}
-	t.Logf("seed %d (rerun with SYNOD_WATCH_SEED=%d)", seed, seed)
+	t.Parallel()
+	seed := framework.Seed(t, "watch", 1)
 	rng := rand.New(rand.NewSource(seed))
-	c := newTestCluster(t, 3, withWatchOptions(watch.Options{StreamMaxResponses: 4, SyncLimit: 50, RecentRevisions: 8}))
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	c := framework.NewCluster(t, 3, withWatchOptions(watch.Options{StreamMaxResponses: 4, SyncLimit: 50, RecentRevisions: 8}))
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	oracleIdx := li            // never restarted
 	restartIdx := (li + 1) % 3 // restarted mid-way
 	keys := []string{"a", "ab", "abc", "b", "ba", "c", "d"}
@@ -745,8 +760,8 @@ func TestWatchPropertyCluster(t *testing.T) {
 	collectTo := func(to int64) {
 		histMu.Lock()
 		defer histMu.Unlock()
-		kv := c.members[oracleIdx].m.Server.KV()
-		waitFor(t, "the oracle to apply", func() bool { return kv.Rev() >= to })
+		kv := c.Members[oracleIdx].Embed.Server.KV()
+		framework.WaitFor(t, "the oracle to apply", func() bool { return kv.Rev() >= to })
 		for next <= to {
 			res, err := kv.History(next, to, mvcc.HistoryOptions{End: []byte{0}, PrevKV: true})
 			if err != nil {
@@ -764,9 +779,9 @@ func TestWatchPropertyCluster(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range 3 {
 		wg.Add(1)
-		cli := c.client((li + w) % 3)
+		cli := c.Client((li + w) % 3)
 		if (li+w)%3 == restartIdx {
-			cli = c.client(li)
+			cli = c.Client(li)
 		}
 		r := rand.New(rand.NewSource(seed*10 + int64(w)))
 		go func() {
@@ -806,7 +821,7 @@ func TestWatchPropertyCluster(t *testing.T) {
 
 	// Watchers, started at random times on random members, one client
 	// per member (progress requests go to that client's streams).
-	clis := []*clientv3.Client{c.client(0), c.client(1), c.client(2)}
+	clis := []*clientv3.Client{c.Client(0), c.Client(1), c.Client(2)}
 	var watchers []*propWatcher
 	var wwg sync.WaitGroup
 	startWatcher := func(w *propWatcher) {
@@ -820,7 +835,7 @@ func TestWatchPropertyCluster(t *testing.T) {
 	restarted, onRestarted := false, 0
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Duration(20+rng.Intn(60)) * time.Millisecond)
-		rev := mustRev(t, c.client(li))
+		rev := mustRev(t, c.Client(li))
 		switch x := rng.Intn(10); {
 		case x < 7:
 			w := &propWatcher{key: keys[rng.Intn(len(keys))], member: rng.Intn(3), noPut: rng.Intn(6) == 0, noDelete: rng.Intn(6) == 0, prevKV: rng.Intn(2) == 0}
@@ -846,7 +861,7 @@ func TestWatchPropertyCluster(t *testing.T) {
 			compactMu.Lock()
 			if target > compacted+1 {
 				collectTo(target)
-				if _, err := c.client(li).Compact(ctx, target, clientv3.WithCompactPhysical()); err != nil {
+				if _, err := c.Client(li).Compact(ctx, target, clientv3.WithCompactPhysical()); err != nil {
 					t.Fatalf("seed %d: compact %d: %v", seed, target, err)
 				}
 				compacted = target
@@ -857,14 +872,16 @@ func TestWatchPropertyCluster(t *testing.T) {
 			// Its watchers' streams break; the client resumes them from
 			// the next revision each one expects once it is back.
 			restarted = true
-			c.stop(restartIdx)
-			time.Sleep(200 * time.Millisecond)
-			c.restart(restartIdx)
+			downID := c.Members[restartIdx].Embed.Server.ID()
+			c.Stop(restartIdx)
+			other := c.Members[(restartIdx+1)%len(c.Members)].Embed.Server
+			framework.WaitFor(t, "the others to see the stopped member down", func() bool { return !other.PeerActive(downID) })
+			c.Restart(restartIdx)
 		}
 	}
 	close(stop)
 	wg.Wait()
-	final := mustRev(t, c.client(li))
+	final := mustRev(t, c.Client(li))
 	collectTo(final)
 	// Each watcher stops once a progress notification says it has seen
 	// everything up to final.

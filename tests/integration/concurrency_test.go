@@ -1,4 +1,4 @@
-package embed
+package integration
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // These tests run etcd's own recipes (go.etcd.io/etcd/client/v3/concurrency)
@@ -37,9 +39,10 @@ func retryLeaderChanged(write func() error) error {
 // does, dies with Close, and the session ends when its lease is revoked
 // behind its back.
 func TestConcurrencySession(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	cli := c.client()
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	cli := c.Client()
 	s, err := concurrency.NewSession(cli, concurrency.WithTTL(1))
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +66,7 @@ func TestConcurrencySession(t *testing.T) {
 		t.Fatal("the session's key outlived Close")
 	}
 
-	s2, err := concurrency.NewSession(c.client(1), concurrency.WithTTL(5))
+	s2, err := concurrency.NewSession(c.Client(1), concurrency.WithTTL(5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,14 +85,15 @@ func TestConcurrencySession(t *testing.T) {
 // never two holders at once, and no increment of a counter guarded by
 // the lock is lost.
 func TestConcurrencyMutex(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
 	const workers, rounds = 6, 8
 	var holders atomic.Int32
 	var wg sync.WaitGroup
 	errc := make(chan error, workers)
 	for w := range workers {
-		cli := c.client(w % 3)
+		cli := c.Client(w % 3)
 		s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
 		if err != nil {
 			t.Fatal(err)
@@ -118,7 +122,13 @@ func TestConcurrencyMutex(t *testing.T) {
 				if len(resp.Kvs) == 1 {
 					v, _ = strconv.Atoi(string(resp.Kvs[0].Value))
 				}
-				time.Sleep(time.Millisecond)
+				// Another round trip between the read and the write
+				// widens the window in which an unlocked increment
+				// would be lost.
+				if _, err := cli.Get(ctx, "counter"); err != nil {
+					errc <- err
+					return
+				}
 				if err := retryLeaderChanged(func() error {
 					_, err := cli.Put(ctx, "counter", strconv.Itoa(v+1))
 					return err
@@ -139,7 +149,7 @@ func TestConcurrencyMutex(t *testing.T) {
 	for err := range errc {
 		t.Fatal(err)
 	}
-	resp, err := c.client().Get(ctx, "counter")
+	resp, err := c.Client().Get(ctx, "counter")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +159,11 @@ func TestConcurrencyMutex(t *testing.T) {
 
 	// TryLock fails while another session holds the lock, and succeeds
 	// once the holder's session (and lease) is gone.
-	s1, err := concurrency.NewSession(c.client(0), concurrency.WithTTL(5))
+	s1, err := concurrency.NewSession(c.Client(0), concurrency.WithTTL(5))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := concurrency.NewSession(c.client(1), concurrency.WithTTL(5))
+	s2, err := concurrency.NewSession(c.Client(1), concurrency.WithTTL(5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +179,11 @@ func TestConcurrencyMutex(t *testing.T) {
 	// the lock for the waiter.
 	got := make(chan error, 1)
 	go func() { got <- m2.Lock(ctx) }()
-	time.Sleep(200 * time.Millisecond)
+	framework.WaitFor(t, "the second session to queue for the lock", func() bool {
+		return countPrefix(t, c.Client(), "/lock/try") == 2
+	})
 	s1.Orphan()
-	if _, err := c.client().Revoke(ctx, s1.Lease()); err != nil {
+	if _, err := c.Client().Revoke(ctx, s1.Lease()); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -190,13 +202,14 @@ func TestConcurrencyMutex(t *testing.T) {
 // TestConcurrencyElection runs an election: one leader at a time,
 // observers see each leader in turn, resigning hands over.
 func TestConcurrencyElection(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
 	const n = 3
 	sessions := make([]*concurrency.Session, n)
 	elections := make([]*concurrency.Election, n)
 	for i := range n {
-		s, err := concurrency.NewSession(c.client(i), concurrency.WithTTL(5))
+		s, err := concurrency.NewSession(c.Client(i), concurrency.WithTTL(5))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +235,7 @@ func TestConcurrencyElection(t *testing.T) {
 	}
 	expectLeader := func(want string) {
 		t.Helper()
-		waitFor(t, "leader "+want, func() bool {
+		framework.WaitFor(t, "leader "+want, func() bool {
 			resp, err := elections[0].Leader(ctx)
 			return err == nil && string(resp.Kvs[0].Value) == want
 		})
@@ -258,7 +271,7 @@ func TestConcurrencyElection(t *testing.T) {
 	// The leader's session dies: its lease expires or is revoked, and
 	// the last candidate takes over.
 	sessions[next].Orphan()
-	if _, err := c.client().Revoke(ctx, sessions[next].Lease()); err != nil {
+	if _, err := c.Client().Revoke(ctx, sessions[next].Lease()); err != nil {
 		t.Fatal(err)
 	}
 	last := <-won
@@ -277,10 +290,11 @@ func TestConcurrencyElection(t *testing.T) {
 // TestConcurrencySTM transfers money between accounts from many clients
 // with software transactional memory: the total never changes.
 func TestConcurrencySTM(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
 	const accounts, initial = 8, 100
-	cli := c.client()
+	cli := c.Client()
 	for i := range accounts {
 		if _, err := cli.Put(ctx, fmt.Sprintf("acct/%d", i), strconv.Itoa(initial)); err != nil {
 			t.Fatal(err)
@@ -298,7 +312,7 @@ func TestConcurrencySTM(t *testing.T) {
 			var wg sync.WaitGroup
 			errc := make(chan error, 6)
 			for w := range 6 {
-				wcli := c.client(w % 3)
+				wcli := c.Client(w % 3)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()

@@ -1,4 +1,4 @@
-package embed
+package integration
 
 import (
 	"context"
@@ -12,17 +12,19 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/synod-db/synod/server"
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // TestNoQuorumErrors stops two of three members and checks the errors the
 // survivor gives: no leader for clients that require one, a timeout for a
 // write, and a refused membership change.
 func TestNoQuorumErrors(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *server.Config) { cfg.RequestTimeout = time.Second })
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	t.Parallel()
+	c := framework.NewCluster(t, 3, func(cfg *server.Config) { cfg.RequestTimeout = time.Second })
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	survivor := (li + 1) % 3
-	cli := c.client(survivor)
+	cli := c.Client(survivor)
 	if _, err := cli.Put(ctx, "before", "x"); err != nil {
 		t.Fatal(err)
 	}
@@ -30,15 +32,15 @@ func TestNoQuorumErrors(t *testing.T) {
 	// not reach quorum with it. The leader counts the member as down once
 	// its stream to it breaks, a moment after the member stops.
 	down := (li + 2) % 3
-	downID := c.members[down].m.Server.ID()
-	c.stop(down)
-	waitFor(t, "the leader to see the stopped member down", func() bool { return !c.members[li].m.Server.PeerActive(downID) })
+	downID := c.Members[down].Embed.Server.ID()
+	c.Stop(down)
+	framework.WaitFor(t, "the leader to see the stopped member down", func() bool { return !c.Members[li].Embed.Server.PeerActive(downID) })
 	_, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:1"})
 	if rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCMemberNotEnoughStarted) {
 		t.Fatalf("member add with a member down: %v", err)
 	}
-	c.stop(li)
-	waitFor(t, "the survivor to lose its leader", func() bool { return c.members[survivor].m.Server.Leader() == 0 })
+	c.Stop(li)
+	framework.WaitFor(t, "the survivor to lose its leader", func() bool { return c.Members[survivor].Embed.Server.Leader() == 0 })
 	_, err = cli.Get(clientv3.WithRequireLeader(ctx), "before")
 	if rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoLeader) {
 		t.Fatalf("get with require-leader and no leader: %v", err)
@@ -62,16 +64,17 @@ func TestNoQuorumErrors(t *testing.T) {
 // once and can never commit, so it must fail with the request timeout,
 // neither sooner nor hanging until the client gives up.
 func TestWriteTimesOutOnLeaderWithoutQuorum(t *testing.T) {
+	t.Parallel()
 	const timeout = time.Second
-	c := newTestCluster(t, 3, func(cfg *server.Config) { cfg.RequestTimeout = timeout })
-	ctx := ctxT(t)
-	li := c.leaderIndex()
-	cli := c.client(li)
+	c := framework.NewCluster(t, 3, func(cfg *server.Config) { cfg.RequestTimeout = timeout })
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
+	cli := c.Client(li)
 	if _, err := cli.Put(ctx, "before", "x"); err != nil {
 		t.Fatal(err)
 	}
-	c.stop((li + 1) % 3)
-	c.stop((li + 2) % 3)
+	c.Stop((li + 1) % 3)
+	c.Stop((li + 2) % 3)
 	wctx, cancel := context.WithTimeout(ctx, 10*timeout)
 	defer cancel()
 	start := time.Now()
@@ -88,10 +91,11 @@ func TestWriteTimesOutOnLeaderWithoutQuorum(t *testing.T) {
 // TestLearnerNotReady checks that a learner that has not caught up (it
 // was never started) cannot be promoted.
 func TestLearnerNotReady(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	cli := c.client(c.leaderIndex())
-	add, err := cli.MemberAddAsLearner(ctx, []string{"http://" + freeAddr(t)})
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(c.LeaderIndex())
+	add, err := cli.MemberAddAsLearner(ctx, []string{"http://" + framework.FreeAddr(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,14 +115,15 @@ func TestLearnerNotReady(t *testing.T) {
 // are refused with NOSPACE until the alarm is disarmed, reads and deletes
 // go on.
 func TestNoSpaceAlarm(t *testing.T) {
-	c := newTestCluster(t, 1, func(cfg *server.Config) { cfg.QuotaBackendBytes = 1 })
-	ctx := ctxT(t)
-	cli := c.client()
+	t.Parallel()
+	c := framework.NewCluster(t, 1, func(cfg *server.Config) { cfg.QuotaBackendBytes = 1 })
+	ctx := framework.Context(t)
+	cli := c.Client()
 	_, err := cli.Put(ctx, "k", "v")
 	if rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoSpace) {
 		t.Fatalf("put over quota: %v", err)
 	}
-	waitFor(t, "the NOSPACE alarm", func() bool {
+	framework.WaitFor(t, "the NOSPACE alarm", func() bool {
 		resp, err := cli.AlarmList(ctx)
 		return err == nil && len(resp.Alarms) == 1 && resp.Alarms[0].Alarm == pb.AlarmType_NOSPACE
 	})
@@ -131,11 +136,11 @@ func TestNoSpaceAlarm(t *testing.T) {
 	if _, err := cli.Txn(ctx).Then(clientv3.OpPut("k", "v")).Commit(); rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoSpace) {
 		t.Fatalf("a transaction that puts under the alarm: %v", err)
 	}
-	st, err := cli.Status(ctx, c.members[0].clientAddr)
+	st, err := cli.Status(ctx, c.Members[0].ClientAddr)
 	if err != nil || len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "NOSPACE") {
 		t.Fatalf("status under the alarm: %v %v", err, st)
 	}
-	resp, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: c.members[0].m.Server.ID(), Alarm: pb.AlarmType_NOSPACE})
+	resp, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: c.Members[0].Embed.Server.ID(), Alarm: pb.AlarmType_NOSPACE})
 	if err != nil || len(resp.Alarms) != 1 {
 		t.Fatalf("disarm: %v %v", err, resp)
 	}
@@ -151,10 +156,11 @@ func TestNoSpaceAlarm(t *testing.T) {
 // engine's logs and tables take on disk, and Status reports that size
 // as dbSizeInUse.
 func TestQuotaMeasuresWhatUsersStored(t *testing.T) {
+	t.Parallel()
 	const quota, size = 1 << 20, 10 << 10
-	c := newTestCluster(t, 1, func(cfg *server.Config) { cfg.QuotaBackendBytes = quota })
-	ctx := ctxT(t)
-	cli := c.client()
+	c := framework.NewCluster(t, 1, func(cfg *server.Config) { cfg.QuotaBackendBytes = quota })
+	ctx := framework.Context(t)
+	cli := c.Client()
 	n := 0
 	for ; n < 1000; n++ {
 		_, err := cli.Put(ctx, fmt.Sprintf("k%04d", n), strings.Repeat("v", size))
@@ -168,7 +174,7 @@ func TestQuotaMeasuresWhatUsersStored(t *testing.T) {
 	if low, high := quota/(size+256+64), quota/size+1; n < low || n > high {
 		t.Fatalf("NOSPACE after %d puts of %d bytes under a %d-byte quota; want %d to %d", n, size, quota, low, high)
 	}
-	st, err := cli.Status(ctx, c.members[0].clientAddr)
+	st, err := cli.Status(ctx, c.Members[0].ClientAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package embed
+package integration
 
 import (
 	"errors"
@@ -16,34 +16,36 @@ import (
 
 	"github.com/synod-db/synod/datadir"
 	"github.com/synod-db/synod/server"
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // TestWritesAndReadsFromEveryMember writes through each member and reads
 // every write back from every member, linearizably and serializably.
 func TestWritesAndReadsFromEveryMember(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	for i := range c.members {
-		cli := c.client(i)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	for i := range c.Members {
+		cli := c.Client(i)
 		key := fmt.Sprintf("k%d", i)
 		if _, err := cli.Put(ctx, key, fmt.Sprintf("v%d", i)); err != nil {
 			t.Fatalf("put via member %d: %v", i, err)
 		}
 		// Linearizable reads on every member see the write at once.
-		for j := range c.members {
-			resp, err := c.client(j).Get(ctx, key)
+		for j := range c.Members {
+			resp, err := c.Client(j).Get(ctx, key)
 			if err != nil {
 				t.Fatalf("get via member %d: %v", j, err)
 			}
 			if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != fmt.Sprintf("v%d", i) {
 				t.Fatalf("member %d: linearizable get %s = %v", j, key, resp.Kvs)
 			}
-			if resp.Header.ClusterId == 0 || resp.Header.MemberId != c.members[j].m.Server.ID() || resp.Header.RaftTerm == 0 {
+			if resp.Header.ClusterId == 0 || resp.Header.MemberId != c.Members[j].Embed.Server.ID() || resp.Header.RaftTerm == 0 {
 				t.Fatalf("member %d: bad header %+v", j, resp.Header)
 			}
 		}
 	}
-	resp, err := c.client(0).Get(ctx, "k", clientv3.WithPrefix(), clientv3.WithSerializable())
+	resp, err := c.Client(0).Get(ctx, "k", clientv3.WithPrefix(), clientv3.WithSerializable())
 	if err != nil || resp.Count != 3 {
 		t.Fatalf("prefix get: %v, %+v", err, resp)
 	}
@@ -52,9 +54,10 @@ func TestWritesAndReadsFromEveryMember(t *testing.T) {
 // TestLeaderKilledDuringWrites kills the leader while clients write and
 // checks that no acknowledged write is lost.
 func TestLeaderKilledDuringWrites(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	cli := c.client()
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	cli := c.Client()
+	ctx := framework.Context(t)
 	var acked sync.Map
 	var n atomic.Int64
 	stop := make(chan struct{})
@@ -77,17 +80,17 @@ func TestLeaderKilledDuringWrites(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "writes before the kill", func() bool { return n.Load() > 50 })
-	li := c.leaderIndex()
-	c.stop(li)
+	framework.WaitFor(t, "writes before the kill", func() bool { return n.Load() > 50 })
+	li := c.LeaderIndex()
+	c.Stop(li)
 	before := n.Load()
-	waitFor(t, "writes after the kill", func() bool { return n.Load() > before+50 })
+	framework.WaitFor(t, "writes after the kill", func() bool { return n.Load() > before+50 })
 	close(stop)
 	wg.Wait()
-	c.restart(li)
-	c.waitLeader()
-	for i := range c.members {
-		resp, err := c.client(i).Get(ctx, "w", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	c.Restart(li)
+	c.WaitLeader()
+	for i := range c.Members {
+		resp, err := c.Client(i).Get(ctx, "w", clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,38 +107,27 @@ func TestLeaderKilledDuringWrites(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or 20s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestRestartFromDisk restarts every member and finds the data again.
 func TestRestartFromDisk(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	cli := c.client(0)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(0)
 	for i := range 20 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("k%02d", i), fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rev := mustRev(t, cli)
-	for i := range c.members {
-		c.stop(i)
+	for i := range c.Members {
+		c.Stop(i)
 	}
-	for i := range c.members {
-		c.restart(i)
+	for i := range c.Members {
+		c.Restart(i)
 	}
-	c.waitLeader()
-	for i := range c.members {
-		resp, err := c.client(i).Get(ctx, "k", clientv3.WithPrefix())
+	c.WaitLeader()
+	for i := range c.Members {
+		resp, err := c.Client(i).Get(ctx, "k", clientv3.WithPrefix())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +139,7 @@ func TestRestartFromDisk(t *testing.T) {
 
 func mustRev(t *testing.T, cli *clientv3.Client) int64 {
 	t.Helper()
-	resp, err := cli.Get(ctxT(t), "any")
+	resp, err := cli.Get(framework.Context(t), "any")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,24 +150,25 @@ func mustRev(t *testing.T, cli *clientv3.Client) int64 {
 // entries are written (so the others compact their logs) and checks it
 // catches up by snapshot.
 func TestSnapshotCatchUp(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *server.Config) {
+	t.Parallel()
+	c := framework.NewCluster(t, 3, func(cfg *server.Config) {
 		cfg.SnapshotCount = 50
 		cfg.SnapshotCatchUpEntries = 10
 	})
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	down := (li + 1) % 3
-	c.stop(down)
-	cli := c.client(li)
+	c.Stop(down)
+	cli := c.Client(li)
 	for i := range 300 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("s%03d", i), strings.Repeat("v", 100)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rev := mustRev(t, cli)
-	c.restart(down)
-	waitFor(t, "the restarted member to catch up", func() bool {
-		resp, err := c.client(down).Get(ctx, "s", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+	c.Restart(down)
+	framework.WaitFor(t, "the restarted member to catch up", func() bool {
+		resp, err := c.Client(down).Get(ctx, "s", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
 		return err == nil && resp.Count == 300 && resp.Header.Revision >= rev
 	})
 }
@@ -186,28 +179,29 @@ func TestSnapshotCatchUp(t *testing.T) {
 // bounded by SnapshotCatchUpBytes, and a member that was down meanwhile
 // catches up by snapshot, not by a replay of the whole log.
 func TestSnapshotByLogBytes(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *server.Config) {
+	t.Parallel()
+	c := framework.NewCluster(t, 3, func(cfg *server.Config) {
 		cfg.SnapshotLogBytes = 2 << 20
 		cfg.SnapshotCatchUpBytes = 512 << 10
 	})
-	ctx := ctxT(t)
-	li := c.leaderIndex()
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
 	down := (li + 1) % 3
-	c.stop(down)
-	cli := c.client(li)
+	c.Stop(down)
+	cli := c.Client(li)
 	for i := range 60 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("b%03d", i), strings.Repeat("v", 100<<10)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "a snapshot on the leader, triggered by the log's bytes", func() bool {
-		snaps, _ := filepath.Glob(filepath.Join(datadir.New(c.members[li].dir, "").Snap(), "*.snap"))
+	framework.WaitFor(t, "a snapshot on the leader, triggered by the log's bytes", func() bool {
+		snaps, _ := filepath.Glob(filepath.Join(datadir.New(c.Members[li].Dir, "").Snap(), "*.snap"))
 		return len(snaps) > 0
 	})
 	rev := mustRev(t, cli)
-	c.restart(down)
-	waitFor(t, "the restarted member to catch up", func() bool {
-		resp, err := c.client(down).Get(ctx, "b", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+	c.Restart(down)
+	framework.WaitFor(t, "the restarted member to catch up", func() bool {
+		resp, err := c.Client(down).Get(ctx, "b", clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
 		return err == nil && resp.Count == 60 && resp.Header.Revision >= rev
 	})
 }
@@ -215,20 +209,20 @@ func TestSnapshotByLogBytes(t *testing.T) {
 // TestMembershipChanges adds a learner, promotes it once it caught up,
 // and removes an original member.
 func TestMembershipChanges(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
-	cli := c.client(0, 1, 2)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	cli := c.Client(0, 1, 2)
 	for i := range 20 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("m%02d", i), "x"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	nm := &testMember{name: "m3", dir: t.TempDir(), peerURL: "http://" + freeAddr(t), clientAddr: freeAddr(t)}
-	add, err := cli.MemberAddAsLearner(ctx, []string{nm.peerURL})
+	nm := c.AddMember("m3")
+	add, err := cli.MemberAddAsLearner(ctx, []string{nm.PeerURL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.members = append(c.members, nm)
 	var initial []string
 	for _, m := range add.Members {
 		name := m.Name
@@ -241,14 +235,14 @@ func TestMembershipChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.start(nm, ic, "existing")
-	if nm.m.Server.ID() != add.Member.ID {
-		t.Fatalf("new member has ID %x, want %x", nm.m.Server.ID(), add.Member.ID)
+	c.Start(nm, ic, "existing")
+	if nm.Embed.Server.ID() != add.Member.ID {
+		t.Fatalf("new member has ID %x, want %x", nm.Embed.Server.ID(), add.Member.ID)
 	}
 	// Promote through a follower: it forwards to the leader.
-	follower := (c.leaderIndex() + 1) % 3
-	waitFor(t, "the learner to be promoted", func() bool {
-		_, err := c.client(follower).MemberPromote(ctx, add.Member.ID)
+	follower := (c.LeaderIndex() + 1) % 3
+	framework.WaitFor(t, "the learner to be promoted", func() bool {
+		_, err := c.Client(follower).MemberPromote(ctx, add.Member.ID)
 		if err != nil && !strings.Contains(err.Error(), "in sync with leader") {
 			t.Fatalf("promote: %v", err)
 		}
@@ -256,55 +250,56 @@ func TestMembershipChanges(t *testing.T) {
 	})
 	// The new member serves linearizable reads once it has applied its
 	// own promotion.
-	waitFor(t, "the promoted member to serve reads", func() bool {
-		resp, err := c.client(3).Get(ctx, "m", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	framework.WaitFor(t, "the promoted member to serve reads", func() bool {
+		resp, err := c.Client(3).Get(ctx, "m", clientv3.WithPrefix(), clientv3.WithCountOnly())
 		return err == nil && resp.Count == 20
 	})
 	// Remove a member that is not the leader.
-	li := c.leaderIndex()
+	li := c.LeaderIndex()
 	victim := (li + 1) % 4
-	if _, err := cli.MemberRemove(ctx, c.members[victim].m.Server.ID()); err != nil {
+	if _, err := cli.MemberRemove(ctx, c.Members[victim].Embed.Server.ID()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the removed member to stop", func() bool {
+	framework.WaitFor(t, "the removed member to stop", func() bool {
 		select {
-		case <-c.members[victim].m.Server.Removed():
+		case <-c.Members[victim].Embed.Server.Removed():
 			return true
 		default:
 			return false
 		}
 	})
-	c.stop(victim)
-	list, err := c.client(li).MemberList(ctx)
+	c.Stop(victim)
+	list, err := c.Client(li).MemberList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list.Members) != 3 {
 		t.Fatalf("member list after remove: %v", list.Members)
 	}
-	if _, err := c.client(li).Put(ctx, "after", "remove"); err != nil {
+	if _, err := c.Client(li).Put(ctx, "after", "remove"); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // TestMoveLeader moves leadership to each follower in turn.
 func TestMoveLeader(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
 	for range 2 {
-		li := c.leaderIndex()
-		target := c.members[(li+1)%3].m.Server.ID()
-		if _, err := c.client(li).MoveLeader(ctx, target); err != nil {
+		li := c.LeaderIndex()
+		target := c.Members[(li+1)%3].Embed.Server.ID()
+		if _, err := c.Client(li).MoveLeader(ctx, target); err != nil {
 			t.Fatal(err)
 		}
-		if got := c.waitLeader(); got != target {
+		if got := c.WaitLeader(); got != target {
 			t.Fatalf("leader %x after move, want %x", got, target)
 		}
 	}
 	// Only the leader can move leadership.
-	li := c.leaderIndex()
+	li := c.LeaderIndex()
 	follower := (li + 1) % 3
-	_, err := c.client(follower).MoveLeader(ctx, c.members[li].m.Server.ID())
+	_, err := c.Client(follower).MoveLeader(ctx, c.Members[li].Embed.Server.ID())
 	if !errors.Is(rpctypes.Error(err), rpctypes.ErrNotLeader) && !strings.Contains(fmt.Sprint(err), "not leader") {
 		t.Fatalf("move leader via follower: %v", err)
 	}
@@ -312,9 +307,10 @@ func TestMoveLeader(t *testing.T) {
 
 // TestErrors checks that bad requests get etcd's errors.
 func TestErrors(t *testing.T) {
-	c := newTestCluster(t, 1, func(cfg *server.Config) { cfg.MaxTxnOps = 4; cfg.MaxRequestBytes = 4096 })
-	ctx := ctxT(t)
-	cli := c.client()
+	t.Parallel()
+	c := framework.NewCluster(t, 1, func(cfg *server.Config) { cfg.MaxTxnOps = 4; cfg.MaxRequestBytes = 4096 })
+	ctx := framework.Context(t)
+	cli := c.Client()
 	for i := range 5 {
 		if _, err := cli.Put(ctx, "k", fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
@@ -350,7 +346,7 @@ func TestErrors(t *testing.T) {
 	check("compact future", err, rpctypes.ErrGRPCFutureRev)
 	_, err = cli.MemberRemove(ctx, 12345)
 	check("unknown member", err, rpctypes.ErrGRPCMemberNotFound)
-	_, err = cli.MemberPromote(ctx, c.members[0].m.Server.ID())
+	_, err = cli.MemberPromote(ctx, c.Members[0].Embed.Server.ID())
 	check("promote voter", err, rpctypes.ErrGRPCMemberNotLearner)
 	// The store is unchanged by all of the above.
 	if got := mustRev(t, cli); got != rev {
@@ -370,28 +366,12 @@ func TestErrors(t *testing.T) {
 // in, and the new leader's first entry failed it as if its proposal had
 // been lost with an old leader.
 func TestWritesBeforeFirstLeader(t *testing.T) {
-	c := &testCluster{t: t}
-	var initial []string
-	for i := range 3 {
-		tm := &testMember{name: fmt.Sprintf("m%d", i), dir: filepath.Join(t.TempDir(), fmt.Sprintf("m%d", i)),
-			peerURL: "http://" + freeAddr(t), clientAddr: freeAddr(t)}
-		c.members = append(c.members, tm)
-		initial = append(initial, tm.name+"="+tm.peerURL)
-	}
-	ic, err := server.ParseInitialCluster(strings.Join(initial, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.start(c.members[0], ic, "new")
-	defer func() {
-		for _, tm := range c.members {
-			if tm.m != nil {
-				tm.m.Kill()
-			}
-		}
-	}()
-	cli := c.client(0)
-	ctx := ctxT(t)
+	t.Parallel()
+	c := framework.PlanCluster(t, 3, "m", nil)
+	ic := c.InitialCluster()
+	c.Start(c.Members[0], ic, "new")
+	cli := c.Client(0)
+	ctx := framework.Context(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for i := range 20 {
@@ -405,9 +385,9 @@ func TestWritesBeforeFirstLeader(t *testing.T) {
 	}
 	// The writes are under way (or about to be) on a member that cannot
 	// elect a leader alone; now the quorum arrives.
-	waitFor(t, "20 writes waiting for a leader", func() bool { return c.members[0].m.Server.Leader() == 0 })
-	c.start(c.members[1], ic, "new")
-	c.start(c.members[2], ic, "new")
+	framework.WaitFor(t, "20 writes waiting for a leader", func() bool { return c.Members[0].Embed.Server.Leader() == 0 })
+	c.Start(c.Members[1], ic, "new")
+	c.Start(c.Members[2], ic, "new")
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -422,17 +402,18 @@ func TestWritesBeforeFirstLeader(t *testing.T) {
 // started and when restarted, leads after a tick instead of a whole
 // (here 5s) election timeout.
 func TestLoneMemberElectsItselfAtOnce(t *testing.T) {
+	t.Parallel()
 	tune := func(cfg *server.Config) {
 		cfg.HeartbeatInterval = 50 * time.Millisecond
 		cfg.ElectionTimeout = 5 * time.Second
 	}
 	start := time.Now()
-	c := newTestCluster(t, 1, tune)
+	c := framework.NewCluster(t, 1, tune)
 	first := time.Since(start)
-	c.stop(0)
+	c.Stop(0)
 	start = time.Now()
-	c.restart(0)
-	c.waitLeader()
+	c.Restart(0)
+	c.WaitLeader()
 	again := time.Since(start)
 	if first > 2500*time.Millisecond || again > 2500*time.Millisecond {
 		t.Fatalf("leader after %v (start) and %v (restart); the election timeout is 5s, the advanced one a tick", first, again)
