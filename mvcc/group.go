@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/synod-db/synod/internal/invariants"
 )
 
 // ErrGroupUndo is returned by WriteGroup.Write when a write failed after
@@ -102,6 +104,14 @@ func (g *WriteGroup) Write(raftIndex uint64, fn func(tx *WriteTxn) error) (int64
 		return g.rev, nil, ferr
 	}
 	if tx.sub > 0 {
+		if invariants.Enabled {
+			// One write is one revision, the one after the group's last,
+			// and every change it made carries it.
+			invariants.Check(tx.rev == g.rev+1, "mvcc: write of entry %d at revision %d after revision %d", raftIndex, tx.rev, g.rev)
+			for i := range tx.events {
+				invariants.Check(tx.events[i].KV.ModRevision == tx.rev, "mvcc: event of %q at revision %d in the write of revision %d", tx.events[i].KV.Key, tx.events[i].KV.ModRevision, tx.rev)
+			}
+		}
 		g.rev = tx.rev
 	}
 	if raftIndex != 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/synod-db/synod/internal/invariants"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -90,8 +91,29 @@ func (l *raftLog) append(ents ...pb.Entry) uint64 {
 	if after := ents[0].Index - 1; after < l.committed {
 		panic(fmt.Sprintf("raft: appending after %d would rewrite committed entries up to %d", after, l.committed))
 	}
+	if invariants.Enabled {
+		l.checkAppend(ents)
+	}
 	l.unstable.truncateAndAppend(ents)
 	return l.lastIndex()
+}
+
+// checkAppend checks the shape of entries about to be appended: they
+// follow the log without a gap, their indexes are consecutive, and terms
+// never decrease along the log (a leader's entries carry its term, and
+// terms only grow).
+func (l *raftLog) checkAppend(ents []pb.Entry) {
+	after := ents[0].Index - 1
+	invariants.Check(after <= l.lastIndex(), "raft: appending at %d leaves a gap after the last index %d", ents[0].Index, l.lastIndex())
+	prevTerm, err := l.term(after)
+	if err != nil {
+		prevTerm = 0 // compacted: nothing to compare with
+	}
+	for i := range ents {
+		invariants.Check(ents[i].Index == ents[0].Index+uint64(i), "raft: entry %d of an append has index %d, want %d", i, ents[i].Index, ents[0].Index+uint64(i))
+		invariants.Check(ents[i].Term >= prevTerm, "raft: entry %d has term %d after term %d", ents[i].Index, ents[i].Term, prevTerm)
+		prevTerm = ents[i].Term
+	}
 }
 
 // findConflict returns the index of the first entry of ents that is not in

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/synod-db/synod/internal/invariants"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -915,5 +916,35 @@ func TestNewLogStorageErrors(t *testing.T) {
 	}
 	if l.lastTerm() != 0 {
 		t.Errorf("fresh log lastTerm = %d, want 0", l.lastTerm())
+	}
+}
+
+// TestAppendInvariants checks that, with invariant checks on (-race or
+// -tags invariants), an append that would break the log's shape panics
+// instead of corrupting it.
+func TestAppendInvariants(t *testing.T) {
+	if !invariants.Enabled {
+		t.Skip("invariant checks are off: build with -race or -tags invariants")
+	}
+	for _, tt := range []struct {
+		name string
+		ents []pb.Entry
+		want string
+	}{
+		{"gap", []pb.Entry{{Index: 5, Term: 2}}, "gap"},
+		{"not consecutive", []pb.Entry{{Index: 3, Term: 2}, {Index: 5, Term: 2}}, "want 4"},
+		{"term going back", []pb.Entry{{Index: 3, Term: 2}, {Index: 4, Term: 1}}, "after term 2"},
+		{"below the previous entry's term", []pb.Entry{{Index: 3, Term: 1}}, "after term 2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLogOver(t, 0, 0, []pb.Entry{{Index: 1, Term: 1}, {Index: 2, Term: 2}}, noLimit)
+			defer func() {
+				r, _ := recover().(string)
+				if !strings.Contains(r, "invariant violated") || !strings.Contains(r, tt.want) {
+					t.Fatalf("panic %q, want an invariant violation about %q", r, tt.want)
+				}
+			}()
+			l.append(tt.ents...)
+		})
 	}
 }

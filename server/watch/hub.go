@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/synod-db/synod/internal/invariants"
 	"github.com/synod-db/synod/mvcc"
 )
 
@@ -282,6 +283,12 @@ func (h *Hub) Notify(rev int64, events []mvcc.Event) {
 			h.recent.push(rev, events)
 		}
 		return
+	}
+	if invariants.Enabled {
+		// Watchers get revisions in order, each with its own changes.
+		for i := range events {
+			invariants.Check(events[i].KV.ModRevision == rev, "watch: event of %q at revision %d notified as revision %d", events[i].KV.Key, events[i].KV.ModRevision, rev)
+		}
 	}
 	h.rev = rev
 	h.recent.push(rev, events)
