@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/synod-db/synod/server"
 	"github.com/synod-db/synod/tests/framework"
 )
 
@@ -40,17 +41,28 @@ func retryLeaderChanged(write func() error) error {
 // behind its back.
 func TestConcurrencySession(t *testing.T) {
 	t.Parallel()
-	c := framework.NewCluster(t, 3, nil)
+	clock := framework.NewClock()
+	c := framework.NewCluster(t, 3, func(cfg *server.Config) { cfg.Lease.Now = clock.Now })
 	ctx := framework.Context(t)
 	cli := c.Client()
-	s, err := concurrency.NewSession(cli, concurrency.WithTTL(1))
+	const ttl = 5
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(ttl))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cli.Put(ctx, "sess/k", "v", clientv3.WithLease(s.Lease())); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second) // three TTLs: kept alive
+	// Move the lease's clock past its TTL in two steps, each shorter than
+	// the TTL and each followed by the session's next renewal (the TTL
+	// reads whole again): the session keeps its lease alive.
+	for range 2 {
+		clock.Advance(3 * time.Second)
+		framework.WaitFor(t, "the session to renew its lease", func() bool {
+			tl, err := cli.TimeToLive(ctx, s.Lease())
+			return err == nil && tl.TTL == ttl
+		})
+	}
 	select {
 	case <-s.Done():
 		t.Fatal("session ended while kept alive")

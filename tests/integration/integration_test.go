@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -139,7 +140,9 @@ func TestRestartFromDisk(t *testing.T) {
 
 func mustRev(t *testing.T, cli *clientv3.Client) int64 {
 	t.Helper()
-	resp, err := cli.Get(framework.Context(t), "any")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "any")
 	if err != nil {
 		t.Fatal(err)
 	}

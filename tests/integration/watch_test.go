@@ -831,11 +831,19 @@ func TestWatchPropertyCluster(t *testing.T) {
 			runPropWatcher(ctx, clis[w.member], w, stop)
 		}()
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	// Steps paced by the writers' progress: each waits for a random
+	// number of new revisions, then starts a watcher or compacts. The
+	// restart comes halfway.
+	const steps = 50
+	lc := c.Client(li)
 	restarted, onRestarted := false, 0
-	for time.Now().Before(deadline) {
-		time.Sleep(time.Duration(20+rng.Intn(60)) * time.Millisecond)
-		rev := mustRev(t, c.Client(li))
+	for step := range steps {
+		from, gap := mustRev(t, lc), int64(2+rng.Intn(20))
+		var rev int64
+		framework.WaitFor(t, "the writers to make new revisions", func() bool {
+			rev = mustRev(t, lc)
+			return rev >= from+gap
+		})
 		switch x := rng.Intn(10); {
 		case x < 7:
 			w := &propWatcher{key: keys[rng.Intn(len(keys))], member: rng.Intn(3), noPut: rng.Intn(6) == 0, noDelete: rng.Intn(6) == 0, prevKV: rng.Intn(2) == 0}
@@ -861,14 +869,14 @@ func TestWatchPropertyCluster(t *testing.T) {
 			compactMu.Lock()
 			if target > compacted+1 {
 				collectTo(target)
-				if _, err := c.Client(li).Compact(ctx, target, clientv3.WithCompactPhysical()); err != nil {
+				if _, err := lc.Compact(ctx, target, clientv3.WithCompactPhysical()); err != nil {
 					t.Fatalf("seed %d: compact %d: %v", seed, target, err)
 				}
 				compacted = target
 			}
 			compactMu.Unlock()
 		}
-		if !restarted && time.Until(deadline) < 1500*time.Millisecond {
+		if !restarted && step == steps/2 {
 			// Its watchers' streams break; the client resumes them from
 			// the next revision each one expects once it is back.
 			restarted = true
