@@ -31,7 +31,10 @@ var (
 // Format 2 adds c space records of large values that refer to the r space
 // (see largeValue), which a reader of format 1 would take for empty
 // values: a store of a newer format than the binary's is refused.
-const formatCurrent = 2
+// Format 3 changes nothing in the key space: it marks a data directory
+// whose raft log may hold entries in synod's envelope (server/entry.go),
+// which builds of format 2 would skip; they refuse the directory instead.
+const formatCurrent = 3
 
 // largeValue is the size from which a live version's value is kept in
 // the history (r space) only, its c space record referring to it: a

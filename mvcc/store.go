@@ -409,7 +409,8 @@ func (s *Store) ensureCurrentSpace() error {
 		case f > formatCurrent:
 			return fmt.Errorf("the key space in %s has format %d, newer than this synod's %d: it was written by a newer synod; run that one", s.dir, f, formatCurrent)
 		case f < formatCurrent:
-			// Format 1 is read as it is; newer records come as written.
+			// Formats 1 and 2 are read as they are; newer records come
+			// as written.
 			return s.db.Set(metaFormat, binary.BigEndian.AppendUint64(nil, formatCurrent), pebble.Sync)
 		}
 		return nil

@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/raft/raftpb"
@@ -128,8 +127,12 @@ func (a *applier) applyJob(j applyJob) error {
 			a.appliedTerm = e.Term
 		}
 		var req *pb.InternalRaftRequest
+		var exp *expiry
 		if e.Type == raftpb.EntryNormal {
-			req = a.decodeEntry(e)
+			var err error
+			if req, exp, err = a.decodeEntry(e); err != nil {
+				return err
+			}
 			if req != nil && isKVWrite(req) && e.Index > a.kv.ConsistentIndex() {
 				group = append(group, kvWrite{index: e.Index, req: req})
 				last = e.Index
@@ -143,7 +146,7 @@ func (a *applier) applyJob(j applyJob) error {
 		var err error
 		switch e.Type {
 		case raftpb.EntryNormal:
-			err = a.applyNormal(e, req)
+			err = a.applyNormal(e, req, exp)
 		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
 			err = a.applyConfChange(e)
 		}
@@ -196,25 +199,31 @@ func (a *applier) applySnapshot(meta raftpb.SnapshotMetadata) error {
 	return nil
 }
 
-// decodeEntry decodes a normal entry's request; nil for a new leader's
-// empty entry or one that does not decode (logged: only this member's
-// own proposals reach the log, so that is a bug or corruption, and
-// skipping it is better than stopping every member).
-func (a *applier) decodeEntry(e *raftpb.Entry) *pb.InternalRaftRequest {
+// decodeEntry decodes a normal entry (see entry.go): its request, nil
+// for a new leader's empty entry, and the lease expiry it carries. An
+// entry that does not decode is logged and skipped: only members'
+// own proposals reach the log, so it is a bug or corruption, and
+// skipping it is better than stopping every member. An entry of a newer
+// format is an error: this member must be upgraded, and skipping it
+// would make it diverge.
+func (a *applier) decodeEntry(e *raftpb.Entry) (*pb.InternalRaftRequest, *expiry, error) {
 	if len(e.Data) == 0 {
-		return nil
+		return nil, nil, nil
 	}
-	req := &pb.InternalRaftRequest{}
-	if err := proto.Unmarshal(e.Data, req); err != nil {
+	req, exp, err := decodeEntry(e.Data)
+	if errors.Is(err, errEntryVersion) {
+		return nil, nil, fmt.Errorf("raft entry %d: %w", e.Index, err)
+	}
+	if err != nil {
 		a.lg.Error("skipping an undecodable raft entry", "index", e.Index, "err", err)
-		return nil
+		return nil, nil, nil
 	}
-	return req
+	return req, exp, nil
 }
 
-// applyNormal applies one normal entry whose request decodeEntry
-// returned (nil: nothing to apply but the index).
-func (a *applier) applyNormal(e *raftpb.Entry, req *pb.InternalRaftRequest) error {
+// applyNormal applies one normal entry whose request and expiry
+// decodeEntry returned (a nil request: nothing to apply but the index).
+func (a *applier) applyNormal(e *raftpb.Entry, req *pb.InternalRaftRequest, exp *expiry) error {
 	if req == nil {
 		return a.kv.SetConsistentIndex(e.Index)
 	}
@@ -229,7 +238,7 @@ func (a *applier) applyNormal(e *raftpb.Entry, req *pb.InternalRaftRequest) erro
 	if isKVWrite(req) {
 		return a.applyKVWrites([]kvWrite{{index: e.Index, req: req}})
 	}
-	resp, err := a.applyRequest(e.Index, e.Term, req)
+	resp, err := a.applyRequest(e.Index, e.Term, req, exp)
 	if err := applyFailure(e.Index, err); err != nil {
 		return err
 	}
@@ -393,7 +402,7 @@ func setRevision(resp any, rev int64) {
 }
 
 // applyRequest applies a decoded request as entry index.
-func (a *applier) applyRequest(index, term uint64, req *pb.InternalRaftRequest) (any, error) {
+func (a *applier) applyRequest(index, term uint64, req *pb.InternalRaftRequest, exp *expiry) (any, error) {
 	switch {
 	case req.Compaction != nil:
 		err := a.kv.Compact(index, req.Compaction.Revision)
@@ -422,7 +431,7 @@ func (a *applier) applyRequest(index, term uint64, req *pb.InternalRaftRequest) 
 	case req.Alarm != nil:
 		return a.applyAlarm(index, req.Alarm)
 	case req.LeaseGrant != nil, req.LeaseRevoke != nil, req.LeaseCheckpoint != nil:
-		return a.applyLease(index, term, req)
+		return a.applyLease(index, term, req, exp)
 	}
 	if err := a.kv.SetConsistentIndex(index); err != nil {
 		return nil, err

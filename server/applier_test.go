@@ -12,6 +12,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/synod-db/synod/lease"
@@ -41,14 +42,14 @@ func TestApplySkippedEntryAnswersResultUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _ := newTestApplier(t, kv)
-	data, err := proto.Marshal(&pb.InternalRaftRequest{ID: 42, Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v2")}})
+	data, err := encodeEntry(&pb.InternalRaftRequest{ID: 42, Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v2")}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch := a.w.register(42)
 	rev := kv.Rev()
 	e := &raftpb.Entry{Index: 7, Term: 1, Type: raftpb.EntryNormal, Data: data}
-	if err := a.applyNormal(e, a.decodeEntry(e)); err != nil {
+	if err := applyEntry(a, e); err != nil {
 		t.Fatal(err)
 	}
 	r := <-ch
@@ -72,26 +73,87 @@ func TestProposeForUnexpectedResult(t *testing.T) {
 	}
 }
 
-// TestExpirySurvivesTheLog checks that the term and grant an expiry
-// revocation names travel through the entry's encoding, and that a
-// client's revocation carries none.
-func TestExpirySurvivesTheLog(t *testing.T) {
-	req := &pb.InternalRaftRequest{ID: 3, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}}
-	markExpiry(req, expiry{term: 17, grantIndex: 1 << 35})
-	data, err := proto.Marshal(req)
+// markLegacyExpiry tags req with expiry e as entries written before the
+// envelope did: unknown fields of the request.
+func markLegacyExpiry(req *pb.InternalRaftRequest, e expiry) {
+	b := protowire.AppendTag(nil, legacyExpiryTermField, protowire.VarintType)
+	b = protowire.AppendVarint(b, e.term)
+	b = protowire.AppendTag(b, legacyExpiryGrantField, protowire.VarintType)
+	b = protowire.AppendVarint(b, e.grantIndex)
+	req.ProtoReflect().SetUnknown(b)
+}
+
+// applyEntry decodes and applies a normal entry, as applyJob does.
+func applyEntry(a *applier, e *raftpb.Entry) error {
+	req, exp, err := a.decodeEntry(e)
+	if err != nil {
+		return err
+	}
+	return a.applyNormal(e, req, exp)
+}
+
+// TestEntryEnvelope checks the entry format: requests and expiries
+// survive the envelope; entries written before it (with the expiry in
+// unknown fields) still read the same; an envelope of a newer version is
+// an error, and a damaged one does not decode.
+func TestEntryEnvelope(t *testing.T) {
+	exp := &expiry{term: 17, grantIndex: 1 << 35}
+	reqs := []*pb.InternalRaftRequest{
+		{ID: 1, Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v"), Lease: 5}},
+		{ID: 2, Txn: &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: &pb.DeleteRangeRequest{Key: []byte("a"), RangeEnd: []byte("z")}}}}}},
+		{ID: 3, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}},
+		{},
+	}
+	for _, req := range reqs {
+		for _, e := range []*expiry{nil, exp} {
+			data, err := encodeEntry(req, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data[0] != entryMarker || data[1] != entryVersion {
+				t.Fatalf("entry starts % x, want the marker and version %d", data[:2], entryVersion)
+			}
+			got, gotExp, err := decodeEntry(data)
+			if err != nil || !proto.Equal(got, req) || !reflect.DeepEqual(gotExp, e) {
+				t.Fatalf("decoded %v, %+v, %v; want %v, %+v", got, gotExp, err, req, e)
+			}
+		}
+	}
+
+	legacy := &pb.InternalRaftRequest{ID: 3, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}}
+	markLegacyExpiry(legacy, *exp)
+	data, err := proto.Marshal(legacy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got pb.InternalRaftRequest
-	if err := proto.Unmarshal(data, &got); err != nil {
+	got, gotExp, err := decodeEntry(data)
+	if err != nil || got.LeaseRevoke.GetID() != 9 || gotExp == nil || *gotExp != *exp {
+		t.Fatalf("entry written before the envelope: %v, %+v, %v; want lease 9 with %+v", got, gotExp, err, exp)
+	}
+	client, err := proto.Marshal(&pb.InternalRaftRequest{ID: 4, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if e, ok := expiryOf(&got); !ok || e != (expiry{term: 17, grantIndex: 1 << 35}) || got.LeaseRevoke.GetID() != 9 {
-		t.Fatalf("decoded expiry %+v, %v (lease %d), want term 17, grant 1<<35 (lease 9)", e, ok, got.LeaseRevoke.GetID())
+	if _, gotExp, err := decodeEntry(client); err != nil || gotExp != nil {
+		t.Fatalf("a client's revocation written before the envelope reads as expiry %+v (%v)", gotExp, err)
 	}
-	client := &pb.InternalRaftRequest{ID: 4, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 9}}
-	if _, ok := expiryOf(client); ok {
-		t.Fatal("a client's revocation reads as an expiry")
+
+	newer, err := encodeEntry(reqs[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer[1] = entryVersion + 1
+	if _, _, err := decodeEntry(newer); !errors.Is(err, errEntryVersion) {
+		t.Fatalf("newer envelope: %v, want errEntryVersion", err)
+	}
+	a, _ := newTestApplier(t, nil)
+	if err := applyEntry(a, &raftpb.Entry{Index: 1, Term: 1, Data: newer}); !errors.Is(err, errEntryVersion) {
+		t.Fatalf("applying a newer envelope: %v, want the member to stop with errEntryVersion", err)
+	}
+	for _, bad := range [][]byte{{entryMarker}, {entryMarker, entryVersion, 0x05, 0x08}, {entryMarker, entryVersion, 0x02, 0x08}} {
+		if _, _, err := decodeEntry(bad); err == nil {
+			t.Errorf("damaged envelope % x decoded", bad)
+		}
 	}
 }
 
@@ -136,14 +198,13 @@ func TestApplyStaleExpiryIsNotFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := &pb.InternalRaftRequest{ID: 99, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 7}}
-	markExpiry(req, expiry{term: 4, grantIndex: 3})
-	data, err := proto.Marshal(req)
+	data, err := encodeEntry(req, &expiry{term: 4, grantIndex: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch := a.w.register(99)
 	e := &raftpb.Entry{Index: 10, Term: 5, Type: raftpb.EntryNormal, Data: data}
-	if err := a.applyNormal(e, a.decodeEntry(e)); err != nil {
+	if err := applyEntry(a, e); err != nil {
 		t.Fatalf("applying a stale expiry failed the member: %v", err)
 	}
 	if r := <-ch; !errors.Is(r.err, ErrStaleExpiry) {
@@ -205,7 +266,7 @@ func newTestApplier(t *testing.T, kv *mvcc.Store) (*applier, *testEnv) {
 
 func entryOf(t *testing.T, index, term uint64, req *pb.InternalRaftRequest) raftpb.Entry {
 	t.Helper()
-	data, err := proto.Marshal(req)
+	data, err := encodeEntry(req, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,4 +464,26 @@ func TestSnapshotTrigger(t *testing.T) {
 	if len(env.snapshots) != 3 || env.snapshots[2].Index != 23 {
 		t.Fatalf("by bytes: %+v, want a third at 23", env.snapshots)
 	}
+}
+
+// BenchmarkEncodeEntry measures the envelope's cost on the proposal
+// path against marshaling the bare request.
+func BenchmarkEncodeEntry(b *testing.B) {
+	req := &pb.InternalRaftRequest{ID: 1 << 50, Header: &pb.RequestHeader{ID: 1 << 50}, Put: &pb.PutRequest{Key: []byte("/registry/pods/default/p-123"), Value: make([]byte, 256)}}
+	b.Run("envelope", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := encodeEntry(req, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("bare", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := proto.Marshal(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

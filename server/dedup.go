@@ -68,7 +68,7 @@ func requestID(e raftpb.Entry) uint64 {
 	if e.Type != raftpb.EntryNormal {
 		return 0
 	}
-	b := e.Data
+	b := entryRequestBytes(e.Data)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {

@@ -14,7 +14,7 @@ import (
 // pass, and that the memory stays bounded: the oldest IDs are forgotten.
 func TestRecentProposalsDropRepeats(t *testing.T) {
 	entry := func(id uint64) raftpb.Entry {
-		data, err := proto.Marshal(&pb.InternalRaftRequest{ID: id, Header: &pb.RequestHeader{ID: id}, Put: &pb.PutRequest{Key: []byte("k")}})
+		data, err := encodeEntry(&pb.InternalRaftRequest{ID: id, Header: &pb.RequestHeader{ID: id}, Put: &pb.PutRequest{Key: []byte("k")}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -22,6 +22,21 @@ func TestRecentProposalsDropRepeats(t *testing.T) {
 	}
 	if got := requestID(entry(77)); got != 77 {
 		t.Fatalf("requestID = %d, want 77", got)
+	}
+	// In an envelope with synod's fields, and in an entry written before
+	// the envelope.
+	withExpiry, err := encodeEntry(&pb.InternalRaftRequest{ID: 78, LeaseRevoke: &pb.LeaseRevokeRequest{ID: 3}}, &expiry{term: 2, grantIndex: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy, err := proto.Marshal(&pb.InternalRaftRequest{ID: 79, Put: &pb.PutRequest{Key: []byte("k")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want, data := range map[uint64][]byte{78: withExpiry, 79: legacy} {
+		if got := requestID(raftpb.Entry{Type: raftpb.EntryNormal, Data: data}); got != want {
+			t.Fatalf("requestID = %d, want %d", got, want)
+		}
 	}
 	var r recentProposals
 	m := raftpb.Message{Type: raftpb.MsgProp, Entries: []raftpb.Entry{entry(1), entry(2)}}

@@ -224,8 +224,7 @@ func (s *Server) revokeExpired(ls *leaseState, term uint64) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			req := &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: exp.ID}}
-			markExpiry(req, expiry{term: term, grantIndex: exp.GrantIndex})
-			_, err := s.propose(ctx, req)
+			_, err := s.proposeEntry(ctx, req, &expiry{term: term, grantIndex: exp.GrantIndex})
 			if err != nil && !errors.Is(err, lease.ErrLeaseNotFound) && !errors.Is(err, ErrStopped) && !errors.Is(err, ErrStaleExpiry) {
 				s.lg.Warn("revoke expired lease", "lease", fmt.Sprintf("%016x", exp.ID), "err", err)
 			}

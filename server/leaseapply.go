@@ -84,15 +84,15 @@ func (ls *leaseState) track(events []mvcc.Event) {
 // applyLease applies a lease request as entry index. A refused request's
 // error is a kvapply.RequestError (the apply loop takes any other error
 // for a storage failure).
-func (a *applier) applyLease(index, entryTerm uint64, req *pb.InternalRaftRequest) (any, error) {
+func (a *applier) applyLease(index, entryTerm uint64, req *pb.InternalRaftRequest, exp *expiry) (any, error) {
 	ls := a.leases
 	switch {
 	case req.LeaseGrant != nil:
 		return a.applyLeaseGrant(ls, index, req.LeaseGrant)
 	case req.LeaseRevoke != nil:
-		if exp, ok := expiryOf(req); ok && !ls.expiryCurrent(exp, entryTerm, req.LeaseRevoke.ID) {
+		if exp != nil && !ls.expiryCurrent(*exp, entryTerm, req.LeaseRevoke.ID) {
 			// A deposed leader's expiry, or one of an earlier grant of
-			// the same ID (see expiryTermField).
+			// the same ID (see expiry).
 			if err := a.kv.SetConsistentIndex(index); err != nil {
 				return nil, err
 			}

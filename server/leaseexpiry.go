@@ -5,11 +5,10 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Field numbers of InternalRaftRequest that etcd's schema leaves unused.
-// synod sets them, as unknown fields that proto keeps through Marshal and
-// Unmarshal, on the LeaseRevoke a leader proposes because a lease
-// expired: the term in which that leader counted the lease's deadline,
-// and the raft index of the grant that expired.
+// A lease expiry decision travels with the LeaseRevoke a leader proposes
+// because a lease expired (in the entry's envelope, see entry.go): the
+// term in which that leader counted the lease's deadline, and the raft
+// index of the grant that expired.
 //
 // Only that term's leader may expire leases. A leader that was paused
 // (or cut off) and deposed can still decide, when it resumes and before
@@ -20,9 +19,13 @@ import (
 // its own term. And since a lease ID can be revoked and granted again
 // while an expiry is on its way, the expiry names the grant it is about
 // and is refused if the lease now stems from another.
+
+// Field numbers of InternalRaftRequest that etcd's schema leaves unused,
+// where entries written before the envelope carry an expiry, as unknown
+// fields. They are only read now.
 const (
-	expiryTermField  protowire.Number = 536870000
-	expiryGrantField protowire.Number = 536870001
+	legacyExpiryTermField  protowire.Number = 536870000
+	legacyExpiryGrantField protowire.Number = 536870001
 )
 
 // expiry identifies a lease expiry decision.
@@ -31,18 +34,10 @@ type expiry struct {
 	grantIndex uint64 // the raft index of the grant that expired
 }
 
-// markExpiry tags req as the expiry e.
-func markExpiry(req *pb.InternalRaftRequest, e expiry) {
-	b := protowire.AppendTag(nil, expiryTermField, protowire.VarintType)
-	b = protowire.AppendVarint(b, e.term)
-	b = protowire.AppendTag(b, expiryGrantField, protowire.VarintType)
-	b = protowire.AppendVarint(b, e.grantIndex)
-	req.ProtoReflect().SetUnknown(b)
-}
-
-// expiryOf returns the expiry req carries, and false for a revocation a
+// legacyExpiryOf returns the expiry a request decoded from an entry
+// written before the envelope carries, and false for a revocation a
 // client asked for.
-func expiryOf(req *pb.InternalRaftRequest) (expiry, bool) {
+func legacyExpiryOf(req *pb.InternalRaftRequest) (expiry, bool) {
 	var e expiry
 	var hasTerm, hasGrant bool
 	b := req.ProtoReflect().GetUnknown()
@@ -52,12 +47,12 @@ func expiryOf(req *pb.InternalRaftRequest) (expiry, bool) {
 			return expiry{}, false
 		}
 		b = b[n:]
-		if typ == protowire.VarintType && (num == expiryTermField || num == expiryGrantField) {
+		if typ == protowire.VarintType && (num == legacyExpiryTermField || num == legacyExpiryGrantField) {
 			v, m := protowire.ConsumeVarint(b)
 			if m < 0 {
 				return expiry{}, false
 			}
-			if num == expiryTermField {
+			if num == legacyExpiryTermField {
 				e.term, hasTerm = v, true
 			} else {
 				e.grantIndex, hasGrant = v, true

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/synod-db/synod/server/kvapply"
 )
@@ -195,10 +194,16 @@ func proposeFor[R any](ctx context.Context, do func(context.Context, *pb.Interna
 
 // propose replicates a request and waits for the result of applying it.
 func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+	return s.proposeEntry(ctx, r, nil)
+}
+
+// proposeEntry proposes r with the lease expiry exp (nil for none), and
+// waits for the result of applying it.
+func (s *Server) proposeEntry(ctx context.Context, r *pb.InternalRaftRequest, exp *expiry) (any, error) {
 	id := s.nextRequestID()
 	r.ID = id
 	r.Header = &pb.RequestHeader{ID: id}
-	data, err := proto.Marshal(r)
+	data, err := encodeEntry(r, exp)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@
 //
 //	offset size field
 //	0      8    magic "SYNODNET"
-//	8      1    protocol version, 1
+//	8      1    protocol version, 2
 //	9      1    kind: 1 message stream, 2 snapshot, 3 cluster info
 //	10     8    cluster ID of the dialer (0 only for cluster info: unknown)
 //	18     8    member ID of the dialer

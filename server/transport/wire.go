@@ -26,8 +26,11 @@ const (
 	// client (an etcd member, curl, a port scanner) is recognised at once.
 	magic = "SYNODNET"
 	// protocolVersion is the version this build speaks. A peer speaking
-	// another version is refused with a reason naming both.
-	protocolVersion = 1
+	// another version is refused with a reason naming both. Version 2
+	// came with synod's raft entry envelope (server/entry.go): a member
+	// of version 1 would skip enveloped entries and diverge, so the two
+	// refuse each other.
+	protocolVersion = 2
 
 	requestLen        = 8 + 1 + 1 + 8 + 8 + 8 + 4 + 4 // magic, version, kind, cluster, from, to, keepalive, crc
 	responseHeaderLen = 8 + 1 + 1 + 8 + 8 + 4 + 2     // magic, version, code, cluster, member, keepalive, reason length
