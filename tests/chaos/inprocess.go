@@ -97,33 +97,6 @@ func StartInProcess(ctx context.Context, dir string, n int, seed uint64, tune fu
 	return c, nil
 }
 
-// handedOut remembers every address freeAddr returned in this process:
-// the kernel may give a closed port out again at once, and two members on
-// one port would make an invalid cluster.
-var handedOut = struct {
-	sync.Mutex
-	addrs map[string]bool
-}{addrs: map[string]bool{}}
-
-// freeAddr returns a loopback address that was free a moment ago and that
-// no earlier call in this process returned.
-func freeAddr() (string, error) {
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if !handedOut.addrs[addr] {
-			handedOut.addrs[addr] = true
-			return addr, nil
-		}
-	}
-}
-
 func (c *InProcess) start(i int) error {
 	m := c.members[i]
 	peerLn, clientLn := m.peerLn, m.clientLn

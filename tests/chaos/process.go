@@ -19,22 +19,9 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-)
 
-// BuildSynod builds a static synod binary (CGO_ENABLED=0) at out, from
-// the module that contains this package.
-func BuildSynod(ctx context.Context, out string) error {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("the go command is needed to build synod: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-o", out, "github.com/synod-db/synod/cmd/synod")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/synod: %v\n%s", err, b)
-	}
-	return nil
-}
+	"github.com/synod-db/synod/tests/framework"
+)
 
 // Processes is a cluster of synod processes on loopback, each behind a
 // proxy of Net on its peer port. Every process dies with the test process
@@ -106,10 +93,10 @@ func (c *Processes) newMember() (*procMember, error) {
 	c.mu.Unlock()
 	m := &procMember{name: name, dir: filepath.Join(c.dir, name+".etcd"), logPath: filepath.Join(c.dir, name+".log")}
 	var err error
-	if m.peerAddr, err = freeAddr(); err != nil {
+	if m.peerAddr, err = framework.FreeLoopbackAddr(); err != nil {
 		return nil, err
 	}
-	if m.clientAddr, err = freeAddr(); err != nil {
+	if m.clientAddr, err = framework.FreeLoopbackAddr(); err != nil {
 		return nil, err
 	}
 	if m.proxy, err = c.Net.AddProxy(name, m.peerAddr); err != nil {
@@ -123,11 +110,11 @@ func (c *Processes) newMember() (*procMember, error) {
 // generation of Endpoints follow.
 func (c *Processes) start(m *procMember) error {
 	if m.cmd != nil {
-		peer, err := freeAddr()
+		peer, err := framework.FreeLoopbackAddr()
 		if err != nil {
 			return err
 		}
-		client, err := freeAddr()
+		client, err := framework.FreeLoopbackAddr()
 		if err != nil {
 			return err
 		}

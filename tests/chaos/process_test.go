@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/synod-db/synod/tests/framework"
 )
 
 var (
@@ -32,7 +34,7 @@ func synodBinary(t *testing.T) string {
 		defer cancel()
 		start := time.Now()
 		binPath = filepath.Join(dir, "synod")
-		binErr = BuildSynod(ctx, binPath)
+		binErr = framework.BuildSynod(ctx, binPath)
 		t.Logf("built %s in %v", binPath, time.Since(start).Round(time.Millisecond))
 	})
 	if binErr != nil {

@@ -25,18 +25,28 @@ var handedOut = struct {
 // no earlier call in this process returned.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	addr, err := FreeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// FreeLoopbackAddr is FreeAddr for code without a testing.TB (harnesses
+// that report errors).
+func FreeLoopbackAddr() (string, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()
 	for {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		addr := ln.Addr().String()
 		ln.Close()
 		if !handedOut.addrs[addr] {
 			handedOut.addrs[addr] = true
-			return addr
+			return addr, nil
 		}
 	}
 }
