@@ -75,7 +75,10 @@ func TestLeaseRevokeDeletesKeysInOneRevision(t *testing.T) {
 			defer wg.Done()
 			wc := c.Client(w % 3)
 			for i := w; i < n; i += 6 {
-				if _, err := wc.Put(ctx, fmt.Sprintf("lease/k%04d", i), "v", clientv3.WithLease(id)); err != nil {
+				if err := retryLeaderChanged(func() error {
+					_, err := wc.Put(ctx, fmt.Sprintf("lease/k%04d", i), "v", clientv3.WithLease(id))
+					return err
+				}); err != nil {
 					errc <- err
 					return
 				}

@@ -3,14 +3,13 @@
 // reads and writes on every member, failures, restarts, catch-up,
 // membership, every etcd error, watches, leases, the concurrency recipes,
 // and members as processes killed with SIGKILL. Clusters come from
-// tests/framework; independent tests run in parallel.
+// tests/framework; independent tests run in parallel (as many at
+// once as -parallel, GOMAXPROCS by default: more starve the members'
+// heartbeats on a small machine and cause spurious elections).
 package integration
 
 import (
-	"flag"
 	"os"
-	"runtime"
-	"strconv"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -24,18 +23,5 @@ func TestMain(m *testing.M) {
 		runChild(raw)
 		return
 	}
-	flag.Parse()
-	if !flagSet("test.parallel") {
-		// Cluster tests mostly wait (for elections, TTLs, timeouts), so
-		// more of them than cores can run at once.
-		_ = flag.Set("test.parallel", strconv.Itoa(max(4, runtime.GOMAXPROCS(0))))
-	}
 	goleak.VerifyTestMain(m)
-}
-
-// flagSet reports whether the command line set flag name.
-func flagSet(name string) bool {
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
 }
