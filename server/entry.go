@@ -121,37 +121,13 @@ func decodeEntry(data []byte) (*pb.InternalRaftRequest, *expiry, error) {
 
 // decodeEntryFields reads synod's fields of an envelope.
 func decodeEntryFields(b []byte) (*expiry, error) {
-	var e expiry
-	var hasTerm, hasGrant bool
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, errors.New("raft entry envelope: bad field tag")
-		}
-		b = b[n:]
-		if typ == protowire.VarintType && (num == entryExpiryTerm || num == entryExpiryGrant) {
-			v, m := protowire.ConsumeVarint(b)
-			if m < 0 {
-				return nil, errors.New("raft entry envelope: bad expiry field")
-			}
-			if num == entryExpiryTerm {
-				e.term, hasTerm = v, true
-			} else {
-				e.grantIndex, hasGrant = v, true
-			}
-			b = b[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return nil, errors.New("raft entry envelope: bad field")
-		}
-		b = b[m:]
-	}
-	if hasTerm != hasGrant {
+	e, hasTerm, hasGrant, err := readExpiry(b, entryExpiryTerm, entryExpiryGrant)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("raft entry envelope: %w", err)
+	case hasTerm != hasGrant:
 		return nil, errors.New("raft entry envelope: an expiry without its term or grant")
-	}
-	if !hasTerm {
+	case !hasTerm:
 		return nil, nil
 	}
 	return &e, nil

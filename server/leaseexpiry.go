@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -38,21 +40,26 @@ type expiry struct {
 // written before the envelope carries, and false for a revocation a
 // client asked for.
 func legacyExpiryOf(req *pb.InternalRaftRequest) (expiry, bool) {
-	var e expiry
-	var hasTerm, hasGrant bool
-	b := req.ProtoReflect().GetUnknown()
+	e, hasTerm, hasGrant, err := readExpiry(req.ProtoReflect().GetUnknown(), legacyExpiryTermField, legacyExpiryGrantField)
+	return e, err == nil && hasTerm && hasGrant
+}
+
+// readExpiry reads an expiry's term and grant from the varint fields
+// termField and grantField of b (protobuf wire format), skipping every
+// other field; has* say which of the two it found.
+func readExpiry(b []byte, termField, grantField protowire.Number) (e expiry, hasTerm, hasGrant bool, err error) {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return expiry{}, false
+			return expiry{}, false, false, errors.New("bad field tag")
 		}
 		b = b[n:]
-		if typ == protowire.VarintType && (num == legacyExpiryTermField || num == legacyExpiryGrantField) {
+		if typ == protowire.VarintType && (num == termField || num == grantField) {
 			v, m := protowire.ConsumeVarint(b)
 			if m < 0 {
-				return expiry{}, false
+				return expiry{}, false, false, errors.New("bad expiry field")
 			}
-			if num == legacyExpiryTermField {
+			if num == termField {
 				e.term, hasTerm = v, true
 			} else {
 				e.grantIndex, hasGrant = v, true
@@ -62,11 +69,11 @@ func legacyExpiryOf(req *pb.InternalRaftRequest) (expiry, bool) {
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
-			return expiry{}, false
+			return expiry{}, false, false, errors.New("bad field")
 		}
 		b = b[m:]
 	}
-	return e, hasTerm && hasGrant
+	return e, hasTerm, hasGrant, nil
 }
 
 // expiryCurrent reports whether expiry e of lease id, in an entry of
