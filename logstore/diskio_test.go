@@ -1,36 +1,34 @@
 package logstore
 
 import (
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/synod-db/synod/diskfs"
 	pb "github.com/synod-db/synod/raft/raftpb"
-	"github.com/synod-db/synod/wal"
 )
 
 // countingFS counts the opens of WAL files for reading (not the
 // preparation of the next segment, which runs in the background) and the
 // bytes read from them.
 type countingFS struct {
-	wal.OSFS
+	diskfs.FS
 	opens, bytesRead atomic.Int64
 }
 
-func (c *countingFS) OpenFile(name string, flag int, perm os.FileMode) (wal.File, error) {
-	f, err := c.OSFS.OpenFile(name, flag, perm)
+func (c *countingFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := c.FS.Open(name, opts...)
 	if err != nil {
 		return nil, err
 	}
-	if flag == os.O_RDONLY {
-		c.opens.Add(1)
-	}
+	c.opens.Add(1)
 	return countingFile{f, c}, nil
 }
 
 type countingFile struct {
-	wal.File
+	vfs.File
 	c *countingFS
 }
 
@@ -54,7 +52,7 @@ func (f countingFile) ReadAt(p []byte, off int64) (int, error) {
 // was asked, not whole segments.
 func TestTermNeverReadsTheDisk(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "wal")
-	fs := &countingFS{}
+	fs := &countingFS{FS: diskfs.Default}
 	o := opts(64 << 10)
 	o.WAL.FS = fs
 	o.WAL.SegmentSize = 1 << 20

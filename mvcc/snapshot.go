@@ -11,7 +11,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/synod-db/synod/diskfs"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -234,7 +234,7 @@ func (c *crcReader) readFull(n uint64) ([]byte, error) {
 	return b, nil
 }
 
-func loadSnapshot(dir string, r io.Reader, fs vfs.FS) (err error) {
+func loadSnapshot(dir string, r io.Reader, fs diskfs.FS) (err error) {
 	db, err := openDB(dir, Options{CacheSize: 1 << 20, FS: fs})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/synod-db/synod/diskfs"
 )
 
 // Store is a multi-version key space stored in one Pebble database. It is
@@ -84,13 +85,13 @@ const DefaultCacheSize = 64 << 20
 type Options struct {
 	// CacheSize is the Pebble block cache size in bytes (0: DefaultCacheSize).
 	CacheSize int64
-	// FS is the file system the store lives on; nil means the operating
-	// system's. Crash tests pass one that loses unsynced writes
-	// (vfs.NewCrashableMem).
-	FS vfs.FS
+	// FS is the file system the store lives on; nil means
+	// diskfs.Default. Crash tests pass one that loses unsynced writes
+	// (diskfs.MemFS).
+	FS diskfs.FS
 	// OnNoSpace, if set, is called with the file's name when a write to
 	// the store's files fails for lack of space, before Pebble sees the
-	// failure (see diskFS for why). It should end the process; if it
+	// failure (see noSpaceFS for why). It should end the process; if it
 	// returns, the error goes on to Pebble.
 	OnNoSpace func(path string, err error)
 	// Logger receives the storage engine's logs (see pebbleLogger); nil
@@ -99,9 +100,9 @@ type Options struct {
 }
 
 // fs returns the file system the options name.
-func (o Options) fs() vfs.FS {
+func (o Options) fs() diskfs.FS {
 	if o.FS == nil {
-		return vfs.Default
+		return diskfs.Default
 	}
 	return o.FS
 }
@@ -111,8 +112,8 @@ func openDB(dir string, o Options) (*pebble.DB, error) {
 		o.CacheSize = DefaultCacheSize
 	}
 	po := pebbleOptions(o)
-	size := fsSize(po.FS, dir)
-	po.FS = newDiskFS(po.FS, size, o.OnNoSpace)
+	size := diskfs.Size(po.FS, dir)
+	po.FS = newNoSpaceFS(po.FS, size, o.OnNoSpace)
 	// Pebble keeps up to four logs of 110% of the memtable size each (the
 	// current one and three recycled): on a small disk that reserve would
 	// take much of the space, so memtables shrink with the disk there.

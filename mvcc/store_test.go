@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/synod-db/synod/diskfs"
 )
 
 func openTest(t testing.TB) (*Store, string) {
@@ -699,7 +699,7 @@ func TestRestoreInterrupted(t *testing.T) {
 	mustPut(t, s, "old", "1")
 	s.Close()
 	// Simulate a crash after the load and the first rename.
-	if err := loadSnapshot(dir+".restore", bytes.NewReader(buf.Bytes()), vfs.Default); err != nil {
+	if err := loadSnapshot(dir+".restore", bytes.NewReader(buf.Bytes()), diskfs.Default); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(dir, dir+".old"); err != nil {

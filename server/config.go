@@ -8,11 +8,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"github.com/synod-db/synod/datadir"
+	"github.com/synod-db/synod/diskfs"
 	"github.com/synod-db/synod/server/watch"
-	"github.com/synod-db/synod/wal"
 )
 
 // Config is everything a member needs to start. cmd/synod fills it from
@@ -90,21 +88,12 @@ type Config struct {
 	// engine cannot go on after a failed write). nil means os.Exit.
 	Exit func(code int)
 
-	// Disks, if set, holds the raft log and the key space on file systems
-	// other than the operating system's. Crash tests use file systems
-	// that lose unsynced writes, to check that everything acknowledged
-	// survives a power loss.
-	Disks *Disks
-}
-
-// Disks are the file systems of a member's durable state. Snapshot files
-// stay on the operating system's: they are written whole, synced and
-// renamed into place, so keeping them cannot hide a lost write.
-type Disks struct {
-	// WAL holds the raft log (Config.WALDir).
-	WAL wal.FS
-	// KV holds the key space (the data directory's member/kv).
-	KV vfs.FS
+	// FS, if set, holds every file of the member (the raft log, the
+	// snapshots, those being received, the key space) instead of the
+	// operating system's file system. Crash tests pass a diskfs.MemFS,
+	// which loses the unsynced writes of all of them at one instant, to
+	// check that everything acknowledged survives a power loss.
+	FS diskfs.FS
 }
 
 // Defaults used when a Config field is zero.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"syscall"
 	"time"
 
@@ -178,7 +177,7 @@ func (s *Server) toApply(j applyJob) bool {
 // follows it is persisted.
 func (s *Server) persistReceivedSnapshot(meta raftpb.SnapshotMetadata) error {
 	path := s.incomingPath(meta)
-	f, err := os.Open(path)
+	f, err := s.fs.Open(path)
 	if err != nil {
 		return fmt.Errorf("open received snapshot: %w", err)
 	}
@@ -186,7 +185,7 @@ func (s *Server) persistReceivedSnapshot(meta raftpb.SnapshotMetadata) error {
 	if err := s.logs.ApplySnapshot(meta, f); err != nil {
 		return fmt.Errorf("persist received snapshot %d: %w", meta.Index, err)
 	}
-	return os.Remove(path)
+	return s.fs.Remove(path)
 }
 
 // setLeader publishes a leader change.

@@ -48,13 +48,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/synod-db/synod/datadir"
+	"github.com/synod-db/synod/diskfs"
 	"github.com/synod-db/synod/logstore"
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/raft"
@@ -82,6 +83,7 @@ type Server struct {
 	peerFinder peerFinder
 	forwarded  recentProposals // request IDs of proposals peers forwarded
 	dirs       datadir.Layout  // where the member's files are
+	fs         diskfs.FS       // what they are on
 
 	w *waitRegistry
 	// proposals queues requests for proposeLoop, which hands them to
@@ -294,23 +296,28 @@ func (h *peerHandler) OpenSnapshot(meta raftpb.SnapshotMetadata) (io.ReadCloser,
 
 func (h *peerHandler) ReceiveSnapshot(meta raftpb.SnapshotMetadata, data io.Reader) error {
 	s := (*Server)(h)
-	f, err := os.CreateTemp(s.dirs.Incoming(), "recv-*")
+	// A name of its own: the transport may receive two snapshots at once.
+	tmp := filepath.Join(s.dirs.Incoming(), fmt.Sprintf("recv-%d", recvSeq.Add(1)))
+	f, err := s.fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return err
+		return fmt.Errorf("receive snapshot %d: %w", meta.Index, err)
 	}
 	if _, err := io.Copy(f, data); err != nil {
 		f.Close()
-		os.Remove(f.Name())
+		s.fs.Remove(tmp)
 		return fmt.Errorf("receive snapshot %d: %w", meta.Index, err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
+		s.fs.Remove(tmp)
+		return fmt.Errorf("receive snapshot %d: %w", meta.Index, err)
 	}
-	return os.Rename(f.Name(), s.incomingPath(meta))
+	return s.fs.Rename(tmp, s.incomingPath(meta))
 }
 
 func (h *peerHandler) ClusterInfo() []byte { return (*Server)(h).members.marshal() }
+
+// recvSeq numbers the files of snapshots being received.
+var recvSeq atomic.Uint64
 
 // incomingPath is where a received snapshot waits for its Ready.
 func (s *Server) incomingPath(meta raftpb.SnapshotMetadata) string {

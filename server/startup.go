@@ -9,11 +9,11 @@ import (
 	"io"
 	iofs "io/fs"
 	"net"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/synod-db/synod/datadir"
+	"github.com/synod-db/synod/diskfs"
 	"github.com/synod-db/synod/logstore"
 	"github.com/synod-db/synod/mvcc"
 	"github.com/synod-db/synod/raft"
@@ -75,15 +75,14 @@ func New(cfg Config, peerLn net.Listener) (*Server, error) {
 // open prepares the member in named steps; New closes what they opened
 // if one fails.
 func (s *Server) open(peerLn net.Listener) error {
-	walFS, err := s.openStorage()
+	if err := s.openStorage(); err != nil {
+		return err
+	}
+	boot, err := s.bootstrap()
 	if err != nil {
 		return err
 	}
-	boot, err := s.bootstrap(walFS)
-	if err != nil {
-		return err
-	}
-	if err := s.openLog(walFS, &boot); err != nil {
+	if err := s.openLog(&boot); err != nil {
 		return err
 	}
 	hs, err := s.openState()
@@ -109,37 +108,35 @@ func (s *Server) open(peerLn net.Listener) error {
 // openStorage creates the data directory if needed and opens the key
 // space and the snapshot directory; it empties the directory of
 // snapshots being received, which a crash may have left half written.
-// It returns the file system the WAL lives on.
-func (s *Server) openStorage() (wal.FS, error) {
+func (s *Server) openStorage() error {
 	s.dirs = datadir.New(s.cfg.DataDir, s.cfg.WALDir)
-	if err := os.MkdirAll(s.dirs.Member(), 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory %s: %w", s.dirs.Member(), err)
+	s.fs = s.cfg.FS
+	if s.fs == nil {
+		s.fs = diskfs.Default
 	}
-	var walFS wal.FS = wal.OSFS{}
-	kvOpts := mvcc.Options{OnNoSpace: s.noSpace, Logger: s.lg.With("component", "kv")}
-	if d := s.cfg.Disks; d != nil {
-		walFS, kvOpts.FS = d.WAL, d.KV
+	if err := s.fs.MkdirAll(s.dirs.Member(), 0o700); err != nil {
+		return fmt.Errorf("create data directory %s: %w", s.dirs.Member(), err)
 	}
 	var err error
-	s.kv, err = mvcc.OpenWithOptions(s.dirs.KV(), kvOpts)
+	s.kv, err = mvcc.OpenWithOptions(s.dirs.KV(), mvcc.Options{FS: s.fs, OnNoSpace: s.noSpace, Logger: s.lg.With("component", "kv")})
 	if err != nil {
-		return nil, fmt.Errorf("open key space: %w", err)
+		return fmt.Errorf("open key space: %w", err)
 	}
 	maxSnaps := s.cfg.MaxSnapshots
 	if maxSnaps == 0 {
 		maxSnaps = -1
 	}
-	s.snaps, err = snap.New(s.dirs.Snap(), snap.Options{MaxSnapshots: maxSnaps, Logger: s.lg})
+	s.snaps, err = snap.New(s.dirs.Snap(), snap.Options{MaxSnapshots: maxSnaps, Logger: s.lg, FS: s.fs})
 	if err != nil {
-		return nil, fmt.Errorf("open snapshot directory: %w", err)
+		return fmt.Errorf("open snapshot directory: %w", err)
 	}
-	if err := os.RemoveAll(s.dirs.Incoming()); err != nil {
-		return nil, fmt.Errorf("clear %s: %w", s.dirs.Incoming(), err)
+	if err := s.fs.RemoveAll(s.dirs.Incoming()); err != nil {
+		return fmt.Errorf("clear %s: %w", s.dirs.Incoming(), err)
 	}
-	if err := os.MkdirAll(s.dirs.Incoming(), 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", s.dirs.Incoming(), err)
+	if err := s.fs.MkdirAll(s.dirs.Incoming(), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", s.dirs.Incoming(), err)
 	}
-	return walFS, nil
+	return nil
 }
 
 // bootInfo is what bootstrapping decided: whether the member restarts
@@ -153,8 +150,8 @@ type bootInfo struct {
 // bootstrap decides how the member starts: from its WAL if it has one;
 // else as a member of a new cluster (from the initial-cluster flags) or
 // by joining a running one (asking its members who this member is).
-func (s *Server) bootstrap(walFS wal.FS) (bootInfo, error) {
-	walExists, err := hasWAL(walFS, s.cfg.WALDir)
+func (s *Server) bootstrap() (bootInfo, error) {
+	walExists, err := hasWAL(s.fs, s.cfg.WALDir)
 	if err != nil {
 		return bootInfo{}, err
 	}
@@ -172,7 +169,7 @@ func (s *Server) bootstrap(walFS wal.FS) (bootInfo, error) {
 // openLog opens the raft log (creating it with b's metadata on first
 // start) and takes the member's identity from it; a restarting member
 // then reads its stored member list.
-func (s *Server) openLog(walFS wal.FS, b *bootInfo) error {
+func (s *Server) openLog(b *bootInfo) error {
 	metaBytes, _ := json.Marshal(b.meta)
 	maxWALs := s.cfg.MaxWALs
 	if maxWALs == 0 {
@@ -181,7 +178,7 @@ func (s *Server) openLog(walFS wal.FS, b *bootInfo) error {
 	var recorded []byte
 	var err error
 	s.logs, recorded, err = logstore.Open(s.cfg.WALDir, s.snaps, metaBytes, logstore.Options{
-		WAL:            wal.Options{MaxSegments: maxWALs, Logger: s.lg, FS: walFS},
+		WAL:            wal.Options{MaxSegments: maxWALs, Logger: s.lg, FS: s.fs},
 		CatchUpEntries: s.cfg.SnapshotCatchUpEntries,
 		CatchUpBytes:   s.cfg.SnapshotCatchUpBytes,
 		Logger:         s.lg,
@@ -304,8 +301,8 @@ func (s *Server) startRaft(b bootInfo, hs raftpb.HardState) error {
 const maxInflightBytes = 16 << 20
 
 // hasWAL reports whether dir holds WAL segments.
-func hasWAL(fs wal.FS, dir string) (bool, error) {
-	names, err := fs.ReadDir(dir)
+func hasWAL(fs diskfs.FS, dir string) (bool, error) {
+	names, err := fs.List(dir)
 	if errors.Is(err, iofs.ErrNotExist) {
 		return false, nil
 	}

@@ -63,12 +63,15 @@
 //
 // # Durability protocol
 //
-// Save writes <name>.<random>.snap.tmp in the snapshot directory, flushes
-// it and fsyncs it, closes it, renames it to <name>.snap and fsyncs the
-// directory so that the rename itself survives a power loss. Only then does
+// Save writes <name>.<n>.snap.tmp (n unique in the process) in the
+// snapshot directory, flushes it and fsyncs it, closes it, renames it to
+// <name>.snap and fsyncs the directory so that the rename itself survives
+// a power loss. Only then does
 // Save return. A crash at any point leaves either no file with the final
 // name or a complete, synced one; temporary files are never read and are
-// removed the next time a Snapshotter is opened on the directory.
+// removed the next time a Snapshotter is opened on the directory. Every
+// file operation goes through Options.FS, so that tests run the protocol
+// on diskfs.MemFS and lose power before each of its steps.
 //
 // Loading walks the snapshots newest first. A file that fails validation is
 // renamed to <name>.snap.broken (never deleted, for it may be the only copy

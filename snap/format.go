@@ -11,7 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/synod-db/synod/diskfs"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -53,6 +56,9 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// tmpSeq numbers the temporary files of saves in this process.
+var tmpSeq atomic.Uint64
 
 // saveBufs are the buffers of one save. They are pooled because they are
 // large next to a small snapshot and a member saves snapshots repeatedly.
@@ -150,22 +156,24 @@ func (c *crcWriter) Write(p []byte) (int, error) {
 // writeFile writes the snapshot file for meta with the data read from data,
 // following the durability protocol of the package documentation. On error
 // it removes its temporary file and leaves the directory as it was.
-func writeFile(dir string, meta pb.SnapshotMetadata, data io.Reader) (err error) {
+func writeFile(fs diskfs.FS, dir string, meta pb.SnapshotMetadata, data io.Reader) (err error) {
 	hdr, err := encodeHeader(meta)
 	if err != nil {
 		return err
 	}
 	name := FileName(meta.Term, meta.Index)
 	final := filepath.Join(dir, name)
-	f, err := os.CreateTemp(dir, strings.TrimSuffix(name, snapSuffix)+".*"+tmpSuffix)
+	// Saves of one Snapshotter may run at once (even of one snapshot):
+	// each writes its own temporary file.
+	tmp := filepath.Join(dir, fmt.Sprintf("%s.%d%s", strings.TrimSuffix(name, snapSuffix), tmpSeq.Add(1), tmpSuffix))
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return fmt.Errorf("snap: create a temporary file for %s: %w; check that the directory exists, is writable and has free space", final, err)
 	}
-	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close() // a second Close after success is harmless
-			os.Remove(tmp)
+			fs.Remove(tmp)
 		}
 	}()
 	writeErr := func(off int64, err error) error {
@@ -202,10 +210,10 @@ func writeFile(dir string, meta pb.SnapshotMetadata, data io.Reader) (err error)
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("snap: close %s (%d bytes): %w; the snapshot was not saved; check the disk", tmp, trOff+trailerLen, err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	if err := fs.Rename(tmp, final); err != nil {
 		return fmt.Errorf("snap: rename %s to %s: %w; the snapshot was not saved; check the permissions of %s", tmp, final, err, dir)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := syncDir(fs, dir); err != nil {
 		// The file is complete under its final name but the rename may not
 		// survive a power loss; report failure so the caller does not
 		// purge the WAL on the strength of it. Removing the file again
@@ -217,16 +225,8 @@ func writeFile(dir string, meta pb.SnapshotMetadata, data io.Reader) (err error)
 
 // syncDir fsyncs a directory so that the creation, renaming or removal of
 // its entries is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync of directory %s failed: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+func syncDir(fs diskfs.FS, dir string) error {
+	if err := diskfs.SyncDir(fs, dir); err != nil {
 		return fmt.Errorf("fsync of directory %s failed: %w", dir, err)
 	}
 	return nil
@@ -239,7 +239,7 @@ func syncDir(dir string) error {
 // metadata must match it. The caller must close the reader. A damaged file
 // yields a *CorruptError wrapping ErrCorrupt.
 func ReadFile(path string) (pb.SnapshotMetadata, io.ReadCloser, error) {
-	meta, r, err := openFile(path)
+	meta, r, err := openFile(diskfs.Default, path)
 	if err != nil {
 		return pb.SnapshotMetadata{}, nil, err
 	}
@@ -248,8 +248,8 @@ func ReadFile(path string) (pb.SnapshotMetadata, io.ReadCloser, error) {
 
 // openFile opens and validates path, returning a reader positioned at the
 // start of the data.
-func openFile(path string) (pb.SnapshotMetadata, *dataReader, error) {
-	f, err := os.Open(path)
+func openFile(fs diskfs.FS, path string) (pb.SnapshotMetadata, *dataReader, error) {
+	f, err := fs.Open(path)
 	if err != nil {
 		return pb.SnapshotMetadata{}, nil, fmt.Errorf("snap: open snapshot file %s: %w; check that it exists and is readable", path, err)
 	}
@@ -263,7 +263,7 @@ func openFile(path string) (pb.SnapshotMetadata, *dataReader, error) {
 
 // readFull reads exactly len(b) bytes at off. A short read means the file
 // shrank since it was measured, which is reported as corruption.
-func readFull(f *os.File, path string, b []byte, off int64) error {
+func readFull(f vfs.File, path string, b []byte, off int64) error {
 	n, err := f.ReadAt(b, off)
 	if n == len(b) {
 		return nil
@@ -277,7 +277,7 @@ func readFull(f *os.File, path string, b []byte, off int64) error {
 // validate checks every field and checksum of the file f named path, in
 // the order the package documentation gives, and returns the metadata and
 // a fresh reader over the data.
-func validate(f *os.File, path string) (pb.SnapshotMetadata, *dataReader, error) {
+func validate(f vfs.File, path string) (pb.SnapshotMetadata, *dataReader, error) {
 	var none pb.SnapshotMetadata
 	st, err := f.Stat()
 	if err != nil {
@@ -363,7 +363,7 @@ func validate(f *os.File, path string) (pb.SnapshotMetadata, *dataReader, error)
 // *CorruptError) in place of the end of file, so a caller that reads to
 // the end never consumes damaged data unknowingly.
 type dataReader struct {
-	f          *os.File
+	f          vfs.File
 	path       string
 	start, end int64 // the data lies in [start, end)
 	off        int64 // next offset to read

@@ -6,15 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	iofs "io/fs"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/synod-db/synod/diskfs"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -34,6 +34,8 @@ type Options struct {
 	// and removed temporary files. nil means slog.Default(), so that such
 	// events are never silently lost.
 	Logger *slog.Logger
+	// FS is the file system; nil means diskfs.Default.
+	FS diskfs.FS
 }
 
 // FileInfo names one snapshot file, as listed by Snapshotter.List. Its
@@ -50,6 +52,7 @@ type FileInfo struct {
 // methods are safe for concurrent use. It runs one background goroutine
 // (when MaxSnapshots > 0) that Close stops.
 type Snapshotter struct {
+	fs           diskfs.FS
 	dir          string
 	maxSnapshots int
 	log          *slog.Logger
@@ -90,10 +93,14 @@ func New(dir string, opts Options) (*Snapshotter, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := makeDir(dir); err != nil {
+	if opts.FS == nil {
+		opts.FS = diskfs.Default
+	}
+	if err := makeDir(opts.FS, dir); err != nil {
 		return nil, err
 	}
 	s := &Snapshotter{
+		fs:           opts.FS,
 		dir:          dir,
 		maxSnapshots: opts.MaxSnapshots,
 		log:          log,
@@ -111,21 +118,21 @@ func New(dir string, opts Options) (*Snapshotter, error) {
 }
 
 // makeDir creates dir if it is missing and makes its creation durable.
-func makeDir(dir string) error {
-	st, err := os.Stat(dir)
+func makeDir(fs diskfs.FS, dir string) error {
+	st, err := fs.Stat(dir)
 	if err == nil {
 		if !st.IsDir() {
 			return fmt.Errorf("snap: snapshot directory %s exists but is not a directory; move it away or choose another path", dir)
 		}
 		return nil
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	if !errors.Is(err, iofs.ErrNotExist) {
 		return fmt.Errorf("snap: stat snapshot directory %s: %w; check its permissions", dir, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("snap: create snapshot directory %s: %w; check the permissions of its parent", dir, err)
 	}
-	if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+	if err := syncDir(fs, filepath.Dir(filepath.Clean(dir))); err != nil {
 		return fmt.Errorf("snap: created snapshot directory %s but %w; check the disk", dir, err)
 	}
 	return nil
@@ -133,21 +140,27 @@ func makeDir(dir string) error {
 
 // removeTemps removes *.snap.tmp files.
 func (s *Snapshotter) removeTemps() error {
-	entries, err := os.ReadDir(s.dir)
+	names, err := diskfs.List(s.fs, s.dir)
 	if err != nil {
 		return fmt.Errorf("snap: list snapshot directory %s: %w; check its permissions", s.dir, err)
 	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), tmpSuffix) {
+	for _, name := range names {
+		p := filepath.Join(s.dir, name)
+		if !strings.HasSuffix(name, tmpSuffix) || !s.isFile(p) {
 			continue
 		}
-		p := filepath.Join(s.dir, e.Name())
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.fs.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			return fmt.Errorf("snap: remove temporary file %s left by an interrupted save: %w; remove it by hand", p, err)
 		}
 		s.log.Info("snap: removed temporary file of an interrupted save", "file", p)
 	}
 	return nil
+}
+
+// isFile reports whether path is a regular file.
+func (s *Snapshotter) isFile(path string) bool {
+	st, err := s.fs.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }
 
 // Dir returns the snapshot directory.
@@ -186,7 +199,7 @@ func (s *Snapshotter) SaveFrom(meta pb.SnapshotMetadata, data io.Reader) error {
 	if meta.Index == 0 {
 		return fmt.Errorf("snap: refusing to save a snapshot with index 0 (term %d) in %s: it is the empty snapshot, skip saving it", meta.Term, s.dir)
 	}
-	if err := writeFile(s.dir, meta, data); err != nil {
+	if err := writeFile(s.fs, s.dir, meta, data); err != nil {
 		return err
 	}
 	if s.maxSnapshots > 0 {
@@ -232,11 +245,11 @@ func (s *Snapshotter) loadNewest() (pb.SnapshotMetadata, *dataReader, error) {
 	}
 	var corrupt []error
 	for _, fi := range files {
-		meta, r, err := openFile(fi.Path)
+		meta, r, err := openFile(s.fs, fi.Path)
 		if err == nil {
 			return meta, r, nil
 		}
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, iofs.ErrNotExist) {
 			continue // removed by someone else since the listing
 		}
 		if !errors.Is(err, ErrCorrupt) {
@@ -292,11 +305,11 @@ func (s *Snapshotter) LoadAt(term, index uint64) (pb.SnapshotMetadata, io.ReadCl
 	s.dirMu.Lock()
 	defer s.dirMu.Unlock()
 	path := filepath.Join(s.dir, FileName(term, index))
-	meta, r, err := openFile(path)
+	meta, r, err := openFile(s.fs, path)
 	switch {
 	case err == nil:
 		return meta, r, nil
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, iofs.ErrNotExist):
 		return none, nil, fmt.Errorf("%w at term %d index %d in %s: %w", ErrNoSnapshot, term, index, s.dir, err)
 	case errors.Is(err, ErrCorrupt):
 		s.moveAside(path, err)
@@ -315,17 +328,18 @@ func (s *Snapshotter) List() ([]FileInfo, error) {
 }
 
 func (s *Snapshotter) list() ([]FileInfo, error) {
-	entries, err := os.ReadDir(s.dir)
+	names, err := diskfs.List(s.fs, s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("snap: list snapshot directory %s: %w; check that it exists and is readable", s.dir, err)
 	}
 	var files []FileInfo
-	for _, e := range entries {
-		term, index, ok := parseName(e.Name())
-		if !ok || !e.Type().IsRegular() {
+	for _, name := range names {
+		term, index, ok := parseName(name)
+		path := filepath.Join(s.dir, name)
+		if !ok || !s.isFile(path) {
 			continue
 		}
-		files = append(files, FileInfo{Term: term, Index: index, Path: filepath.Join(s.dir, e.Name())})
+		files = append(files, FileInfo{Term: term, Index: index, Path: path})
 	}
 	slices.SortFunc(files, func(a, b FileInfo) int {
 		if c := cmp.Compare(b.Term, a.Term); c != 0 {
@@ -342,16 +356,16 @@ func (s *Snapshotter) list() ([]FileInfo, error) {
 func (s *Snapshotter) moveAside(path string, cause error) {
 	dst := path + brokenSuffix
 	for i := 1; ; i++ {
-		if _, err := os.Lstat(dst); err != nil {
+		if _, err := s.fs.Stat(dst); err != nil {
 			break // free (or unknowable, in which case the rename tells)
 		}
 		dst = fmt.Sprintf("%s%s.%d", path, brokenSuffix, i)
 	}
-	if err := os.Rename(path, dst); err != nil {
+	if err := s.fs.Rename(path, dst); err != nil {
 		s.log.Error("snap: corrupt snapshot skipped but could not be moved aside; it will be skipped again by the next load", "file", path, "err", cause, "rename_err", err)
 		return
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := syncDir(s.fs, s.dir); err != nil {
 		s.log.Warn("snap: moved a corrupt snapshot aside but the rename may not be durable", "file", path, "err", err)
 	}
 	s.log.Warn("snap: corrupt snapshot moved aside; trying an older one", "file", path, "moved_to", dst, "err", cause)
@@ -392,7 +406,7 @@ func (s *Snapshotter) purge() {
 		return
 	}
 	for _, fi := range files[s.maxSnapshots:] {
-		if err := os.Remove(fi.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.fs.Remove(fi.Path); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			s.log.Warn("snap: could not remove an old snapshot; retrying after the next save", "file", fi.Path, "err", err)
 			continue
 		}

@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -58,7 +58,7 @@ func (w *WAL) replay(m Marker) (*Replay, error) {
 	for i := start; i < len(segs); i++ {
 		last := i == len(segs)-1
 		name := filepath.Join(w.dir, segs[i].name)
-		f, err := w.fs.OpenFile(name, os.O_RDWR, 0)
+		f, err := w.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
 		if err != nil {
 			return nil, fmt.Errorf("wal: opening %s: %w", name, err)
 		}
@@ -71,10 +71,6 @@ func (w *WAL) replay(m Marker) (*Replay, error) {
 		if !last {
 			f.Close()
 			continue
-		}
-		if _, err := f.Seek(end, io.SeekStart); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("wal: positioning in %s: %w", name, err)
 		}
 		w.f = f
 		w.off = end
@@ -127,7 +123,7 @@ type replayer struct {
 }
 
 // readSegment decodes one segment and returns where its records end.
-func (r *replayer) readSegment(f File, name string, last bool, w *WAL) (int64, error) {
+func (r *replayer) readSegment(f vfs.File, name string, last bool, w *WAL) (int64, error) {
 	data, err := io.ReadAll(f)
 	if err != nil {
 		return 0, fmt.Errorf("wal: reading %s: %w", name, err)
@@ -186,8 +182,8 @@ func (r *replayer) readSegment(f File, name string, last bool, w *WAL) (int64, e
 
 // cutTail truncates the last segment at off, where a write interrupted by
 // a crash left a torn tail, and logs the repair.
-func (r *replayer) cutTail(f File, name string, data []byte, off int, cause error, w *WAL) (int64, error) {
-	if err := f.Truncate(int64(off)); err != nil {
+func (r *replayer) cutTail(f vfs.File, name string, data []byte, off int, cause error, w *WAL) (int64, error) {
+	if err := w.fs.Truncate(name, int64(off)); err != nil {
 		return 0, fmt.Errorf("wal: cutting the torn tail of %s at offset %d: %w", name, off, err)
 	}
 	if err := f.Sync(); err != nil {

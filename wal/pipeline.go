@@ -3,13 +3,15 @@ package wal
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/synod-db/synod/diskfs"
 )
 
 // preparedFile is a segment file created and preallocated ahead of need.
 type preparedFile struct {
-	f    File
+	f    vfs.File
 	name string
 	err  error
 }
@@ -18,7 +20,7 @@ type preparedFile struct {
 // to a new segment costs a rename instead of a creation and allocation on
 // the write path. It keeps one file ready at a time.
 type pipeline struct {
-	fs     FS
+	fs     diskfs.FS
 	dir    string
 	size   int64
 	logger *slog.Logger
@@ -27,7 +29,7 @@ type pipeline struct {
 	done   chan struct{}
 }
 
-func newPipeline(fs FS, dir string, size int64, logger *slog.Logger) *pipeline {
+func newPipeline(fs diskfs.FS, dir string, size int64, logger *slog.Logger) *pipeline {
 	p := &pipeline{fs: fs, dir: dir, size: size, logger: logger,
 		filec: make(chan preparedFile), stop: make(chan struct{}), done: make(chan struct{})}
 	go p.run()
@@ -41,9 +43,9 @@ func (p *pipeline) run() {
 		// while the next is created.
 		name := filepath.Join(p.dir, fmt.Sprintf("%d.wal.tmp", n%2))
 		pf := preparedFile{name: name}
-		pf.f, pf.err = p.fs.OpenFile(name, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+		pf.f, pf.err = p.fs.Create(name, vfs.WriteCategoryUnspecified)
 		if pf.err == nil {
-			if pf.err = pf.f.Preallocate(p.size); pf.err != nil {
+			if pf.err = pf.f.Preallocate(0, p.size); pf.err != nil {
 				pf.f.Close()
 				pf.f = nil
 			}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,77 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synod-db/synod/diskfs"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
-
-// TestMemFSModel checks the simulated disk itself: what a crash keeps of
-// synced and unsynced writes and directory operations, and the lock.
-func TestMemFSModel(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 7))
-	fs := NewMemFS(rng)
-	mustT(t, fs.MkdirAll("/d", 0o700))
-	f, err := fs.OpenFile("/d/a", os.O_CREATE|os.O_RDWR, 0o600)
-	mustT(t, err)
-	_, err = f.Write([]byte("synced"))
-	mustT(t, err)
-	mustT(t, f.Sync())
-	mustT(t, fs.SyncDir("/d"))
-	_, err = f.Write([]byte("-unsynced"))
-	mustT(t, err)
-	g, err := fs.OpenFile("/d/b", os.O_CREATE|os.O_RDWR, 0o600)
-	mustT(t, err)
-	_, err = g.Write([]byte("never synced"))
-	mustT(t, err)
-	mustT(t, g.Sync())
-	fs.keepDirOps = 0
-	seen := map[string]bool{}
-	for range 200 {
-		img := fs.Crash(rng)
-		if _, ok := img.files["/d/b"]; ok {
-			t.Fatal("a creation survived a crash without SyncDir")
-		}
-		a := string(img.files["/d/a"].data)
-		full := "synced-unsynced"
-		if !strings.HasPrefix(a, "synced") || (!strings.HasPrefix(full, a) && strings.Trim(a[len(strings.TrimRight(a, "\x00")):], "\x00") != "") {
-			t.Fatalf("crash left %q, want synced data then a prefix of the rest, then zeros", a)
-		}
-		seen[a] = true
-	}
-	if !seen["synced"] || !seen["synced-unsynced"] || len(seen) < 5 {
-		t.Fatalf("crashes left only %q; want torn writes at many points", slices.Sorted(maps.Keys(seen)))
-	}
-	fs.keepDirOps = 1
-	if _, ok := fs.Crash(rng).files["/d/b"]; !ok {
-		t.Fatal("a kept creation did not survive")
-	}
-	mustT(t, fs.SyncDir("/d"))
-	mustT(t, fs.Remove("/d/b"))
-	fs.keepDirOps = 0
-	if img := fs.Crash(rng); string(img.files["/d/b"].data) != "never synced" {
-		t.Fatal("an unsynced removal took effect")
-	}
-
-	l, err := fs.Lock("/d/LOCK")
-	mustT(t, err)
-	if _, err := fs.Lock("/d/LOCK"); !errors.Is(err, ErrLocked) {
-		t.Fatalf("second lock: %v, want ErrLocked", err)
-	}
-	mustT(t, l.Close())
-	l, err = fs.Lock("/d/LOCK")
-	mustT(t, err)
-	mustT(t, l.Close())
-
-	fs.arm(1)
-	if _, err := f.Write([]byte("x")); !errors.Is(err, errPowerLost) {
-		t.Fatalf("write at the armed crash: %v, want errPowerLost", err)
-	}
-	if err := f.Sync(); !errors.Is(err, errPowerLost) {
-		t.Fatalf("sync after the crash: %v, want errPowerLost", err)
-	}
-	if dead, img := fs.powerLost(); !dead || img == nil {
-		t.Fatal("armed crash left no image")
-	}
-}
 
 // plKind says what a record of the model's stream is.
 type plKind uint8
@@ -443,7 +374,7 @@ func (r *plRun) step(w *WAL) error {
 
 // drive runs a random workload on w, arming a crash at a random step
 // (or none: the caller then crashes after the last step).
-func (r *plRun) drive(w *WAL, fs *MemFS) error {
+func (r *plRun) drive(w *WAL, fs *diskfs.MemFS) error {
 	steps := 10 + r.rng.IntN(80)
 	if r.bigEntries {
 		steps = 10 + r.rng.IntN(20)
@@ -451,10 +382,10 @@ func (r *plRun) drive(w *WAL, fs *MemFS) error {
 	armAt := r.rng.IntN(steps + steps/4)
 	for s := range steps {
 		if s == armAt {
-			fs.arm(1 + r.rng.IntN(16))
+			fs.Arm(1 + r.rng.IntN(16))
 		}
 		err := r.step(w)
-		if dead, _ := fs.powerLost(); dead || errors.Is(err, errUnsavedSnapshot) || errors.Is(err, errRestart) {
+		if dead, _ := fs.PowerLost(); dead || errors.Is(err, errUnsavedSnapshot) || errors.Is(err, errRestart) {
 			return nil
 		}
 		if err != nil {
@@ -575,26 +506,26 @@ func (r *plRun) resume(l plLog) {
 // itself (a repair or the start of the pipeline) and starting over from
 // that crash's image. It returns the open WAL, or nil if no WAL was ever
 // created, and the file system it is on.
-func (r *plRun) reopen(img *MemFS) (*WAL, *MemFS, error) {
+func (r *plRun) reopen(img *diskfs.MemFS) (*WAL, *diskfs.MemFS, error) {
 	for attempt := 0; ; attempt++ {
 		r.opts.FS = img
 		r.stats.images++
-		if slices.ContainsFunc(img.names(r.dir), func(n string) bool { return strings.HasSuffix(n, ".wal.tmp") }) {
+		if slices.ContainsFunc(names(img, r.dir), func(n string) bool { return strings.HasSuffix(n, ".wal.tmp") }) {
 			r.stats.tmpLeft++
 		}
-		files := img.describe(r.dir)
+		files := describe(img, r.dir)
 		if attempt < 3 && r.rng.IntN(4) == 0 {
-			img.arm(1 + r.rng.IntN(6))
+			img.Arm(1 + r.rng.IntN(6))
 		}
 		w, rp, err := Open(r.dir, r.marker(), r.opts)
-		img.disarm()
-		if dead, next := img.powerLost(); dead {
+		img.Disarm()
+		if dead, next := img.PowerLost(); dead {
 			if w != nil {
 				w.Close()
 			}
 			if err == nil {
 				if err := r.verify(rp); err != nil {
-					return nil, nil, fmt.Errorf("%w\n  files: %s\n  records:%s", err, files, img.dumpRecords(r.dir))
+					return nil, nil, fmt.Errorf("%w\n  files: %s\n  records:%s", err, files, dumpRecords(img, r.dir))
 				}
 			}
 			img = next
@@ -605,41 +536,45 @@ func (r *plRun) reopen(img *MemFS) (*WAL, *MemFS, error) {
 				r.stats.createLost++
 				return nil, img, nil
 			}
-			return nil, nil, fmt.Errorf("reopening at %+v after the crash (files %s): %w\n  records:%s", r.marker(), files, err, img.dumpRecords(r.dir))
+			return nil, nil, fmt.Errorf("reopening at %+v after the crash (files %s): %w\n  records:%s", r.marker(), files, err, dumpRecords(img, r.dir))
 		}
 		if err := r.verify(rp); err != nil {
 			w.Close()
-			return nil, nil, fmt.Errorf("%w\n  files: %s\n  records:%s", err, files, img.dumpRecords(r.dir))
+			return nil, nil, fmt.Errorf("%w\n  files: %s\n  records:%s", err, files, dumpRecords(img, r.dir))
 		}
 		return w, img, nil
 	}
 }
 
+// names lists the entries of dir, or says why it cannot.
+func names(fs *diskfs.MemFS, dir string) []string {
+	names, err := fs.List(dir)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	return names
+}
+
 // describe lists the files of dir and their sizes.
-func (fs *MemFS) describe(dir string) string {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
+func describe(fs *diskfs.MemFS, dir string) string {
 	var parts []string
-	for _, name := range slices.Sorted(maps.Keys(fs.files)) {
-		if filepath.Dir(name) == dir {
-			parts = append(parts, fmt.Sprintf("%s(%d)", filepath.Base(name), len(fs.files[name].data)))
-		}
+	for _, name := range names(fs, dir) {
+		data, _ := fs.ReadFile(filepath.Join(dir, name))
+		parts = append(parts, fmt.Sprintf("%s(%d)", name, len(data)))
 	}
 	return strings.Join(parts, " ")
 }
 
 // dumpRecords lists the records of each segment of dir, for failure
 // messages.
-func (fs *MemFS) dumpRecords(dir string) string {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
+func dumpRecords(fs *diskfs.MemFS, dir string) string {
 	var b strings.Builder
-	for _, name := range slices.Sorted(maps.Keys(fs.files)) {
-		if _, ok := parseSegmentName(filepath.Base(name)); !ok || filepath.Dir(name) != dir {
+	for _, name := range names(fs, dir) {
+		if _, ok := parseSegmentName(name); !ok {
 			continue
 		}
-		data := fs.files[name].data
-		fmt.Fprintf(&b, "\n    %s:", filepath.Base(name))
+		data, _ := fs.ReadFile(filepath.Join(dir, name))
+		fmt.Fprintf(&b, "\n    %s:", name)
 		crc, _ := peekCRCRecord(data)
 		for off := 0; off < len(data); {
 			t, p, size, c, _, err := decodeRecord(data[off:], crc)
@@ -696,7 +631,7 @@ func runPowerLoss(seed uint64, stats *plStats) (err error) {
 		// without moving to a new segment.
 		r.opts.SegmentSize, r.bigEntries = 3<<20, true
 	}
-	fs := NewMemFS(rand.New(rand.NewPCG(seed, 1)))
+	fs := diskfs.NewMemFS(rand.New(rand.NewPCG(seed, 1)))
 	r.opts.FS = fs
 	var w *WAL
 	defer func() {
@@ -708,11 +643,11 @@ func runPowerLoss(seed uint64, stats *plStats) (err error) {
 	for r.gen = 0; r.gen < gens; r.gen++ {
 		if w == nil {
 			if rng.IntN(4) == 0 {
-				fs.arm(1 + rng.IntN(10))
+				fs.Arm(1 + rng.IntN(10))
 			}
 			w, err = Create(r.dir, r.meta, r.opts)
 			if err != nil {
-				if dead, _ := fs.powerLost(); !dead {
+				if dead, _ := fs.PowerLost(); !dead {
 					return fmt.Errorf("create: %w", err)
 				}
 				w = nil
@@ -720,17 +655,17 @@ func runPowerLoss(seed uint64, stats *plStats) (err error) {
 				r.created = true
 			}
 		}
-		if dead, _ := fs.powerLost(); w != nil && !dead {
+		if dead, _ := fs.PowerLost(); w != nil && !dead {
 			if err := r.drive(w, fs); err != nil {
 				return err
 			}
 		}
-		fs.disarm()
-		var img *MemFS
+		fs.Disarm()
+		var img *diskfs.MemFS
 		crash := "idle"
-		if dead, armed := fs.powerLost(); dead {
+		if dead, armed := fs.PowerLost(); dead {
 			img = armed
-			crash = fs.crashOp
+			crash = fs.CrashOp()
 			stats.crashOps[strings.Fields(crash)[0]]++
 		} else if w != nil && rng.IntN(8) == 0 {
 			// A clean shutdown: everything saved is durable.
@@ -871,7 +806,7 @@ func TestPowerLossLeftoversIgnored(t *testing.T) {
 
 func leftoverRun(seed uint64, when func(op, name string) bool) error {
 	rng := rand.New(rand.NewPCG(seed, 2))
-	fs := NewMemFS(rand.New(rand.NewPCG(seed, 3)))
+	fs := diskfs.NewMemFS(rand.New(rand.NewPCG(seed, 3)))
 	opts := Options{FS: fs, SegmentSize: 2048, MaxSegments: 1, Logger: quiet()}
 	w, err := Create("/wal", nil, opts)
 	if err != nil {
@@ -881,9 +816,8 @@ func leftoverRun(seed uint64, when func(op, name string) bool) error {
 	// did before it.
 	skip := rng.IntN(4)
 	crashed := make(chan struct{})
-	fs.mu.Lock()
-	fs.keepDirOps = 1 << 30
-	fs.crashIf = func(op, name string) bool {
+	fs.KeepDirOps(1 << 30)
+	fs.CrashIf(func(op, name string) bool {
 		if !when(op, name) {
 			return false
 		}
@@ -893,8 +827,7 @@ func leftoverRun(seed uint64, when func(op, name string) bool) error {
 			return true
 		}
 		return false
-	}
-	fs.mu.Unlock()
+	})
 	var acked []pb.Entry
 	var snap Marker
 	for i := uint64(1); i < 1000; i += 10 {
@@ -920,19 +853,19 @@ func leftoverRun(seed uint64, when func(op, name string) bool) error {
 		return errors.New("the crash never happened")
 	}
 	w.Close()
-	_, img := fs.powerLost()
+	_, img := fs.PowerLost()
 	if img == nil {
 		return errors.New("no crash image")
 	}
 	opts.FS = img
-	names := strings.Join(img.names("/wal"), " ")
+	listing := strings.Join(names(img, "/wal"), " ")
 	w, rp, err := Open("/wal", snap, opts)
 	if err != nil {
-		return fmt.Errorf("open after a crash (files %s): %w", names, err)
+		return fmt.Errorf("open after a crash (files %s): %w", listing, err)
 	}
 	want := acked[snap.Index:]
 	if len(rp.Entries) < len(want) {
-		return fmt.Errorf("replayed %d entries after %d, want at least %d (files %s)", len(rp.Entries), snap.Index, len(want), names)
+		return fmt.Errorf("replayed %d entries after %d, want at least %d (files %s)", len(rp.Entries), snap.Index, len(want), listing)
 	}
 	// Keep writing well past the leftovers, then reopen.
 	next := snap.Index + uint64(len(rp.Entries)) + 1
@@ -946,7 +879,7 @@ func leftoverRun(seed uint64, when func(op, name string) bool) error {
 	}
 	w, rp, err = Open("/wal", snap, opts)
 	if err != nil {
-		return fmt.Errorf("second open (files %s): %w", strings.Join(img.names("/wal"), " "), err)
+		return fmt.Errorf("second open (files %s): %w", strings.Join(names(img, "/wal"), " "), err)
 	}
 	defer w.Close()
 	if n := uint64(len(rp.Entries)); n != next+300-snap.Index-1 {
@@ -963,33 +896,35 @@ func leftoverRun(seed uint64, when func(op, name string) bool) error {
 // TestPowerLossRegressions replays, deterministically, the failures the
 // randomized tests above found in the WAL.
 func TestPowerLossRegressions(t *testing.T) {
-	opts := func(fs FS) Options { return Options{FS: fs, SegmentSize: 2048, MaxSegments: -1, Logger: quiet()} }
+	opts := func(fs diskfs.FS) Options {
+		return Options{FS: fs, SegmentSize: 2048, MaxSegments: -1, Logger: quiet()}
+	}
 	big := func(idx, term uint64, n int) []pb.Entry {
 		return []pb.Entry{{Index: idx, Term: term, Data: bytes.Repeat([]byte{'x'}, n)}}
 	}
 	// crashes runs setup, loses power before each of the first n
 	// operations of step (keeping every directory operation, or none),
 	// and checks the image with check.
-	crashes := func(t *testing.T, n int, setup func(*MemFS) *WAL, step func(*WAL) error, check func(*MemFS, error) error) {
+	crashes := func(t *testing.T, n int, setup func(*diskfs.MemFS) *WAL, step func(*WAL) error, check func(*diskfs.MemFS, error) error) {
 		t.Helper()
 		for i := 1; i <= n; i++ {
 			for _, keep := range []int{0, 1 << 30} {
-				fs := NewMemFS(rand.New(rand.NewPCG(uint64(i), uint64(keep))))
-				fs.keepDirOps = keep
+				fs := diskfs.NewMemFS(rand.New(rand.NewPCG(uint64(i), uint64(keep))))
+				fs.KeepDirOps(keep)
 				w := setup(fs)
-				fs.arm(i)
+				fs.Arm(i)
 				err := step(w)
-				var img *MemFS
-				if dead, armed := fs.powerLost(); dead {
+				var img *diskfs.MemFS
+				if dead, armed := fs.PowerLost(); dead {
 					img = armed
 				} else {
-					img = fs.Crash(fs.rng)
+					img = fs.Crash(rand.New(rand.NewPCG(uint64(i), 0)))
 				}
 				if w != nil {
 					w.Close()
 				}
 				if err := check(img, err); err != nil {
-					t.Fatalf("power lost before operation %d (keeping %d directory operations): %v\nfiles: %s\nrecords:%s", i, keep, err, img.describe("/wal"), img.dumpRecords("/wal"))
+					t.Fatalf("power lost before operation %d (keeping %d directory operations): %v\nfiles: %s\nrecords:%s", i, keep, err, describe(img, "/wal"), dumpRecords(img, "/wal"))
 				}
 			}
 		}
@@ -999,7 +934,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// its head left a last segment without a head, which Open refused.
 	t.Run("crash during a segment roll", func(t *testing.T) {
 		var acked []pb.Entry
-		crashes(t, 12, func(fs *MemFS) *WAL {
+		crashes(t, 12, func(fs *diskfs.MemFS) *WAL {
 			w, err := Create("/wal", nil, opts(fs))
 			mustT(t, err)
 			acked = entries(1, 11, 1)
@@ -1007,7 +942,7 @@ func TestPowerLossRegressions(t *testing.T) {
 			return w
 		}, func(w *WAL) error {
 			return w.Save(pb.HardState{Term: 1}, big(11, 1, 2048), true)
-		}, func(img *MemFS, err error) error {
+		}, func(img *diskfs.MemFS, err error) error {
 			w, rp, err2 := Open("/wal", Marker{}, opts(img))
 			if err2 != nil {
 				return err2
@@ -1028,13 +963,13 @@ func TestPowerLossRegressions(t *testing.T) {
 	// head: Open said corrupt and Create said it exists.
 	t.Run("crash during Create", func(t *testing.T) {
 		for i := 1; i <= 8; i++ {
-			fs := NewMemFS(rand.New(rand.NewPCG(uint64(i), 9)))
-			fs.keepDirOps = 1 << 30
-			fs.arm(i)
+			fs := diskfs.NewMemFS(rand.New(rand.NewPCG(uint64(i), 9)))
+			fs.KeepDirOps(1 << 30)
+			fs.Arm(i)
 			if w, err := Create("/wal", nil, opts(fs)); err == nil {
 				w.Close()
 			}
-			_, img := fs.powerLost()
+			_, img := fs.PowerLost()
 			if img == nil {
 				continue
 			}
@@ -1043,7 +978,7 @@ func TestPowerLossRegressions(t *testing.T) {
 				w, err = Create("/wal", nil, opts(img))
 			}
 			if err != nil {
-				t.Fatalf("power lost before operation %d of Create: %v (files %s)", i, err, img.describe("/wal"))
+				t.Fatalf("power lost before operation %d of Create: %v (files %s)", i, err, describe(img, "/wal"))
 			}
 			w.Close()
 		}
@@ -1053,7 +988,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// a roll, named the new segment with a smaller first index than its
 	// predecessor's, and Open refused the (uncrashed) WAL.
 	t.Run("roll after an overwrite", func(t *testing.T) {
-		fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
+		fs := diskfs.NewMemFS(rand.New(rand.NewPCG(1, 1)))
 		w, err := Create("/wal", nil, opts(fs))
 		mustT(t, err)
 		mustT(t, w.Save(pb.HardState{Term: 1}, big(1, 1, 2100), true))    // rolls: next first 2
@@ -1075,7 +1010,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// marker and did not find it.
 	for _, restart := range []bool{false, true} {
 		t.Run(fmt.Sprintf("roll after a leader's snapshot past the log (restart %v)", restart), func(t *testing.T) {
-			fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
+			fs := diskfs.NewMemFS(rand.New(rand.NewPCG(1, 1)))
 			w, err := Create("/wal", nil, opts(fs))
 			mustT(t, err)
 			mustT(t, w.Save(pb.HardState{Term: 1}, big(1, 1, 1900), true))
@@ -1107,14 +1042,14 @@ func TestPowerLossRegressions(t *testing.T) {
 	// written: the member restarts from its older snapshot and goes on
 	// with its log. The next restart refused the WAL as corrupt.
 	t.Run("void leader's snapshot", func(t *testing.T) {
-		fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
+		fs := diskfs.NewMemFS(rand.New(rand.NewPCG(1, 1)))
 		w, err := Create("/wal", nil, opts(fs))
 		mustT(t, err)
 		mustT(t, w.Save(pb.HardState{Term: 1, Commit: 20}, entries(1, 31, 1), true))
 		mustT(t, w.SaveSnapshot(Marker{Index: 20, Term: 1}))
 		w.ReleaseTo(20)
 		mustT(t, w.SaveSnapshot(Marker{Index: 50, Term: 2, ReplacesLog: true}))
-		img := fs.Crash(fs.rng) // before the snapshot file at 50 is written
+		img := fs.Crash(rand.New(rand.NewPCG(1, 2))) // before the snapshot file at 50 is written
 		w.Close()
 		w, rp, err := Open("/wal", Marker{Index: 20, Term: 1}, opts(img))
 		mustT(t, err)
@@ -1139,7 +1074,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// snapshotted at its new last index and restarted: replay brought
 	// back the replaced entries after the snapshot.
 	t.Run("replaced entries after the snapshot", func(t *testing.T) {
-		fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
+		fs := diskfs.NewMemFS(rand.New(rand.NewPCG(1, 1)))
 		w, err := Create("/wal", nil, opts(fs))
 		mustT(t, err)
 		mustT(t, w.Save(pb.HardState{Term: 1, Commit: 10}, entries(1, 21, 1), true))
@@ -1155,7 +1090,7 @@ func TestPowerLossRegressions(t *testing.T) {
 	// purge logged the snapshot index after releasing the lock that
 	// ReleaseTo changes it under (found by go test -race).
 	t.Run("ReleaseTo during a purge", func(t *testing.T) {
-		fs := NewMemFS(rand.New(rand.NewPCG(1, 1)))
+		fs := diskfs.NewMemFS(rand.New(rand.NewPCG(1, 1)))
 		o := opts(fs)
 		o.MaxSegments = 1
 		w, err := Create("/wal", nil, o)

@@ -2,6 +2,8 @@ package wal
 
 import (
 	"path/filepath"
+
+	"github.com/synod-db/synod/diskfs"
 )
 
 // purgeLoop removes, in the background, segments that only hold entries
@@ -47,7 +49,7 @@ func (w *WAL) purge() {
 		}
 		removed++
 	}
-	if err := w.fs.SyncDir(w.dir); err != nil {
+	if err := diskfs.SyncDir(w.fs, w.dir); err != nil {
 		w.opts.Logger.Warn("wal: syncing directory after purge", "dir", w.dir, "err", err)
 	}
 	w.mu.Lock()

@@ -3,9 +3,9 @@ package wal
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -51,7 +51,7 @@ func (w *WAL) ReadEntries(lo, hi, maxSize uint64) ([]pb.Entry, error) {
 	w.mu.Unlock()
 
 	ents := make([]pb.Entry, 0, len(locs))
-	var f File
+	var f vfs.File
 	var open uint32
 	defer func() {
 		if f != nil {
@@ -77,7 +77,7 @@ func (w *WAL) ReadEntries(lo, hi, maxSize uint64) ([]pb.Entry, error) {
 				f.Close()
 			}
 			var err error
-			if f, err = w.fs.OpenFile(name, os.O_RDONLY, 0); err != nil {
+			if f, err = w.fs.Open(name); err != nil {
 				f = nil
 				return nil, fmt.Errorf("wal: opening %s: %w", name, err)
 			}
@@ -126,7 +126,7 @@ const maxReadGap = 4 << 10
 // one positioned read and appends them to ents. Records between them are
 // decoded for the crc chain and skipped: hard states, and entries a later
 // write overwrote.
-func readRun(f File, name string, run []entryLoc, ents []pb.Entry) ([]pb.Entry, error) {
+func readRun(f vfs.File, name string, run []entryLoc, ents []pb.Entry) ([]pb.Entry, error) {
 	end := run[len(run)-1].off + int64(run[len(run)-1].rec)
 	buf := make([]byte, end-run[0].off)
 	if _, err := f.ReadAt(buf, run[0].off); err != nil {

@@ -24,11 +24,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/synod-db/synod/diskfs"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -56,8 +57,8 @@ const DefaultMaxSegments = 5
 
 // Options configure a WAL. Zero values take the documented defaults.
 type Options struct {
-	// FS is the file system; nil means OSFS.
-	FS FS
+	// FS is the file system; nil means diskfs.Default.
+	FS diskfs.FS
 	// SegmentSize is the size at which a new segment is started; zero means
 	// DefaultSegmentSize.
 	SegmentSize int64
@@ -84,13 +85,13 @@ type Options struct {
 
 func (o *Options) fill(dir string) {
 	if o.FS == nil {
-		o.FS = OSFS{}
+		o.FS = diskfs.Default
 	}
 	if o.SegmentSize <= 0 {
 		o.SegmentSize = DefaultSegmentSize
 	}
 	if o.PreallocBytes <= 0 {
-		o.PreallocBytes = min(o.SegmentSize, fsSize(o.FS, dir)/16)
+		o.PreallocBytes = min(o.SegmentSize, diskfs.Size(o.FS, dir)/16)
 	}
 	if o.MaxSegments == 0 {
 		o.MaxSegments = DefaultMaxSegments
@@ -150,14 +151,14 @@ func parseSegmentName(name string) (segment, bool) {
 type WAL struct {
 	dir  string
 	opts Options
-	fs   FS
+	fs   diskfs.FS
 	lock io.Closer
 
 	mu   sync.Mutex
 	cond *sync.Cond
 	// segments lists the segment files, oldest first; the last is open.
 	segments []segment
-	f        File
+	f        vfs.File
 	// off is the size of the current segment counting buffered bytes.
 	off int64
 	// buf holds records not yet written to the file.
@@ -215,9 +216,9 @@ func Create(dir string, metadata []byte, opts Options) (*WAL, error) {
 	// head is durable: a crash during Create leaves no segment, or a
 	// complete one.
 	tmp := filepath.Join(dir, "0.wal.tmp")
-	f, err := fs.OpenFile(tmp, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err == nil {
-		if err = f.Preallocate(opts.PreallocBytes); err != nil {
+		if err = f.Preallocate(0, opts.PreallocBytes); err != nil {
 			f.Close()
 		}
 	}
@@ -239,7 +240,7 @@ func Create(dir string, metadata []byte, opts Options) (*WAL, error) {
 		w.closeFiles()
 		return nil, fmt.Errorf("wal: installing the first segment in %s: %w", dir, err)
 	}
-	if err := fs.SyncDir(dir); err != nil {
+	if err := diskfs.SyncDir(fs, dir); err != nil {
 		w.closeFiles()
 		return nil, fmt.Errorf("wal: syncing %s: %w", dir, err)
 	}
@@ -263,8 +264,8 @@ func (w *WAL) start() {
 	}()
 }
 
-func listSegments(fs FS, dir string) ([]segment, error) {
-	names, err := fs.ReadDir(dir)
+func listSegments(fs diskfs.FS, dir string) ([]segment, error) {
+	names, err := diskfs.List(fs, dir)
 	if err != nil {
 		return nil, fmt.Errorf("wal: listing %s: %w", dir, err)
 	}
@@ -425,7 +426,9 @@ func (w *WAL) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	if _, err := w.f.Write(w.buf); err != nil {
+	// Writes are positioned: the file's own offset is never used, so
+	// that opening a segment to append needs no seek.
+	if _, err := w.f.WriteAt(w.buf, w.off-int64(len(w.buf))); err != nil {
 		w.fail(fmt.Errorf("wal: writing %s: %w", w.currentName(), err))
 		return w.err
 	}
@@ -459,7 +462,7 @@ func (w *WAL) cut() error {
 		return err
 	}
 	name := w.currentName()
-	if err := w.f.Truncate(w.off); err != nil {
+	if err := w.fs.Truncate(w.currentName(), w.off); err != nil {
 		w.fail(fmt.Errorf("wal: trimming %s: %w", name, err))
 		return w.err
 	}
@@ -486,7 +489,7 @@ func (w *WAL) cut() error {
 	if !w.state.IsEmpty() {
 		head, crc = appendRecord(head, crc, stateRecord, pb.AppendHardState(nil, w.state))
 	}
-	_, err = next.f.Write(head)
+	_, err = next.f.WriteAt(head, 0)
 	if err == nil {
 		err = next.f.Sync()
 	}
@@ -500,7 +503,7 @@ func (w *WAL) cut() error {
 		w.fail(fmt.Errorf("wal: installing segment %s: %w", seg.name, err))
 		return w.err
 	}
-	if err := w.fs.SyncDir(w.dir); err != nil {
+	if err := diskfs.SyncDir(w.fs, w.dir); err != nil {
 		next.f.Close()
 		w.fail(fmt.Errorf("wal: syncing %s: %w", w.dir, err))
 		return w.err
@@ -572,7 +575,7 @@ func (w *WAL) Close() error {
 		err = w.flushAndSync()
 		if err == nil {
 			// Trim the preallocated tail; reopening appends after the data.
-			err = w.f.Truncate(w.off)
+			err = w.fs.Truncate(w.currentName(), w.off)
 		}
 	}
 	w.closed = true

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synod-db/synod/diskfs"
 	pb "github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -89,7 +90,7 @@ func TestReplayFromMarkerAndOverwrites(t *testing.T) {
 	mustT(t, err)
 	defer w.Close()
 	checkEntries(t, rp.Entries, append(entries(51, 80, 1), entries(80, 120, 2)...))
-	if _, _, err := Open(dir, Marker{Index: 60, Term: 1}, testOpts()); !errors.Is(err, ErrLocked) {
+	if _, _, err := Open(dir, Marker{Index: 60, Term: 1}, testOpts()); !errors.Is(err, diskfs.ErrLocked) {
 		t.Fatalf("second open of a locked WAL: %v, want ErrLocked", err)
 	}
 }
@@ -115,7 +116,7 @@ func TestOpenUnknownMarker(t *testing.T) {
 // lastSegment returns the path of the newest segment file.
 func lastSegment(t testing.TB, dir string) string {
 	t.Helper()
-	segs, err := listSegments(OSFS{}, dir)
+	segs, err := listSegments(diskfs.Default, dir)
 	mustT(t, err)
 	return filepath.Join(dir, segs[len(segs)-1].name)
 }
@@ -239,7 +240,7 @@ func TestSegmentsFromAnotherMemberRefused(t *testing.T) {
 		saveInBatches(t, w, 300)
 		mustT(t, w.Close())
 	}
-	segs, err := listSegments(OSFS{}, a)
+	segs, err := listSegments(diskfs.Default, a)
 	mustT(t, err)
 	other, err := os.ReadFile(filepath.Join(b, segs[1].name))
 	mustT(t, err)
@@ -292,7 +293,7 @@ func TestPurgeKeepsSegmentsAfterSnapshot(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	mustT(t, w.Close())
-	segs, err := listSegments(OSFS{}, dir)
+	segs, err := listSegments(diskfs.Default, dir)
 	mustT(t, err)
 	if len(segs) >= before || len(segs) < 2 {
 		t.Fatalf("%d segments before the purge, %d after; want fewer but at least 2", before, len(segs))

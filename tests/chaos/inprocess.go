@@ -14,13 +14,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/synod-db/synod/datadir"
+	"github.com/synod-db/synod/diskfs"
 	"github.com/synod-db/synod/embed"
 	"github.com/synod-db/synod/server"
 )
 
 // InProcess is a cluster of members in this process (package embed),
-// each behind a proxy of Net on its peer port and with its raft log and
-// key space on an in-memory disk that models power loss. Crashing a
+// each behind a proxy of Net on its peer port and with all of its files
+// (raft log, snapshots, key space) on an in-memory disk that models power
+// loss (diskfs.MemFS). Crashing a
 // member takes what a power loss would leave of its disk and stops it;
 // restarting opens that.
 type InProcess struct {
@@ -44,9 +47,9 @@ type ipMember struct {
 	proxy            *Proxy
 	log              *os.File
 	m                *embed.Member
-	// disk holds the raft log and key space, in memory, so that a crash
-	// can lose what was not synced (see disk).
-	disk *disk
+	// disk holds the member's files, in memory, so that a crash can lose
+	// what was not synced.
+	disk *diskfs.MemFS
 }
 
 // StartInProcess starts n members with data and logs under dir; tune, if
@@ -55,7 +58,7 @@ func StartInProcess(ctx context.Context, dir string, n int, seed uint64, tune fu
 	c := &InProcess{Net: NewNetwork(seed, nil), dir: dir, tune: tune, gen: 1}
 	var initial []string
 	for i := range n {
-		m := &ipMember{name: fmt.Sprintf("m%d", i), dir: filepath.Join(dir, fmt.Sprintf("m%d", i)), disk: newDisk(rand.New(rand.NewPCG(seed, uint64(i))))}
+		m := &ipMember{name: fmt.Sprintf("m%d", i), dir: filepath.Join(dir, fmt.Sprintf("m%d", i)), disk: diskfs.NewMemFS(rand.New(rand.NewPCG(seed, uint64(i))))}
 		var err error
 		if m.peerLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			c.Close()
@@ -129,7 +132,7 @@ func (c *InProcess) start(i int) error {
 		InitialCluster:         c.initial,
 		InitialClusterState:    "new",
 		Logger:                 slog.New(slog.NewJSONHandler(m.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Disks:                  m.disk.Disks(),
+		FS:                     m.disk,
 	}
 	if c.tune != nil {
 		c.tune(&cfg)
@@ -226,10 +229,20 @@ func (c *InProcess) PowerLoss(i int, rng *rand.Rand) {
 	if m == nil {
 		return
 	}
-	img := c.members[i].disk.PowerLoss(rng)
+	img := c.members[i].powerOff(rng)
 	m.Kill()
 	c.members[i].disk = img
 	fmt.Fprintf(c.members[i].log, "{\"chaos\":\"power lost on %s\",\"time\":%q}\n", c.members[i].name, time.Now().Format(time.RFC3339Nano))
+}
+
+// powerOff takes the image a power loss now leaves of m's disk. From then
+// on the member still running cannot change its raft log or snapshots, so
+// it cannot persist, let alone acknowledge, anything more: it stops on the
+// error. Its key space writes go on, to a disk nobody will read (see
+// diskfs.MemFS.PowerOff).
+func (m *ipMember) powerOff(rng *rand.Rand) *diskfs.MemFS {
+	l := datadir.New(m.dir, "")
+	return m.disk.PowerOff(rng, l.WAL(), l.Snap(), l.Incoming())
 }
 
 // PowerLossAll crashes every running member as one power loss would:
@@ -247,9 +260,9 @@ func (c *InProcess) PowerLossAll(rng *rand.Rand) []string {
 		}
 	}
 	c.mu.Unlock()
-	imgs := make([]*disk, len(up))
+	imgs := make([]*diskfs.MemFS, len(up))
 	for k, i := range up {
-		imgs[k] = c.members[i].disk.PowerLoss(rng)
+		imgs[k] = c.members[i].powerOff(rng)
 	}
 	var names []string
 	for k, i := range up {

@@ -28,12 +28,12 @@ func (f *fullFile) Preallocate(off, n int64) error {
 // are not, and a file reserves at most a 64th of the file system ahead.
 func TestDiskFSReportsNoSpaceAndCapsReserve(t *testing.T) {
 	var reported []string
-	fs := newDiskFS(vfs.NewMem(), 64<<20, func(path string, err error) {
+	fs := newNoSpaceFS(vfs.NewMem(), 64<<20, func(path string, err error) {
 		if !errors.Is(err, syscall.ENOSPC) {
 			t.Errorf("reported %v, not ENOSPC", err)
 		}
 		reported = append(reported, path)
-	}).(*diskFS)
+	}).(*noSpaceFS)
 	inner := &fullFile{}
 	f := &diskFile{File: inner, fs: fs, path: "/db/000007.log"}
 	if _, err := f.Write([]byte("x")); !errors.Is(err, syscall.ENOSPC) {

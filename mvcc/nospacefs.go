@@ -1,14 +1,12 @@
 package mvcc
 
 import (
-	"math"
 	"os"
-	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// diskFS is the key space's file system as Pebble sees it: it reports
+// noSpaceFS is the key space's file system as Pebble sees it: it reports
 // the first write that fails for lack of space to fn, with the file's
 // name, before Pebble sees the error, and it caps how much of a file
 // Pebble reserves ahead of writing it.
@@ -29,43 +27,27 @@ import (
 // left on device" and ends the process (see server.Config.Exit), which is
 // safe: the raft log holds everything acknowledged, and Pebble recovers
 // to its last synced state.
-type diskFS struct {
+type noSpaceFS struct {
 	vfs.FS
 	fn          func(path string, err error)
 	maxPrealloc int64
 }
 
-// newDiskFS wraps fs, a file system of size bytes: fn (if not nil) hears
+// newNoSpaceFS wraps fs, a file system of size bytes: fn (if not nil) hears
 // of ENOSPC, and no file has more than a sixty-fourth of it reserved
 // ahead.
-func newDiskFS(fs vfs.FS, size int64, fn func(path string, err error)) vfs.FS {
-	return &diskFS{FS: fs, fn: fn, maxPrealloc: size / 64}
+func newNoSpaceFS(fs vfs.FS, size int64, fn func(path string, err error)) vfs.FS {
+	return &noSpaceFS{FS: fs, fn: fn, maxPrealloc: size / 64}
 }
 
-// fsSize returns the size of the file system holding dir (or its nearest
-// existing parent), or the largest int64 if it is unknown.
-func fsSize(fs vfs.FS, dir string) int64 {
-	for {
-		du, err := fs.GetDiskUsage(dir)
-		if err == nil && du.TotalBytes > 0 {
-			return int64(min(du.TotalBytes, math.MaxInt64))
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return math.MaxInt64
-		}
-		dir = parent
-	}
-}
-
-func (fs *diskFS) check(path string, err error) error {
+func (fs *noSpaceFS) check(path string, err error) error {
 	if err != nil && fs.fn != nil && vfs.IsNoSpaceError(err) {
 		fs.fn(path, err)
 	}
 	return err
 }
 
-func (fs *diskFS) wrap(path string, f vfs.File, err error) (vfs.File, error) {
+func (fs *noSpaceFS) wrap(path string, f vfs.File, err error) (vfs.File, error) {
 	if err := fs.check(path, err); err != nil {
 		return nil, err
 	}
@@ -73,46 +55,46 @@ func (fs *diskFS) wrap(path string, f vfs.File, err error) (vfs.File, error) {
 }
 
 // Create implements vfs.FS.
-func (fs *diskFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+func (fs *noSpaceFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, c)
 	return fs.wrap(name, f, err)
 }
 
 // OpenReadWrite implements vfs.FS.
-func (fs *diskFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+func (fs *noSpaceFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
 	f, err := fs.FS.OpenReadWrite(name, c, opts...)
 	return fs.wrap(name, f, err)
 }
 
 // ReuseForWrite implements vfs.FS.
-func (fs *diskFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+func (fs *noSpaceFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
 	return fs.wrap(newname, f, err)
 }
 
 // Link implements vfs.FS.
-func (fs *diskFS) Link(oldname, newname string) error {
+func (fs *noSpaceFS) Link(oldname, newname string) error {
 	return fs.check(newname, fs.FS.Link(oldname, newname))
 }
 
 // Rename implements vfs.FS.
-func (fs *diskFS) Rename(oldname, newname string) error {
+func (fs *noSpaceFS) Rename(oldname, newname string) error {
 	return fs.check(newname, fs.FS.Rename(oldname, newname))
 }
 
 // MkdirAll implements vfs.FS.
-func (fs *diskFS) MkdirAll(dir string, perm os.FileMode) error {
+func (fs *noSpaceFS) MkdirAll(dir string, perm os.FileMode) error {
 	return fs.check(dir, fs.FS.MkdirAll(dir, perm))
 }
 
 // Unwrap implements vfs.FS.
-func (fs *diskFS) Unwrap() vfs.FS { return fs.FS }
+func (fs *noSpaceFS) Unwrap() vfs.FS { return fs.FS }
 
 // diskFile checks every write-side result of a file but Preallocate,
 // whose failure Pebble ignores (the writes may still fit), and caps that.
 type diskFile struct {
 	vfs.File
-	fs   *diskFS
+	fs   *noSpaceFS
 	path string
 }
 
