@@ -130,6 +130,15 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 // SetTarget changes where the proxy forwards new connections.
 func (p *Proxy) SetTarget(addr string) { p.target.Store(&addr) }
 
+// Front implements framework.PeerFront with a proxy of the network.
+func (n *Network) Front(name, addr string) (string, func(string), error) {
+	p, err := n.AddProxy(name, addr)
+	if err != nil {
+		return "", nil, err
+	}
+	return p.Addr(), p.SetTarget, nil
+}
+
 // Register names a member ID (the proxies also learn IDs by themselves
 // from the handshakes they forward).
 func (n *Network) Register(id uint64, name string) {

@@ -133,7 +133,7 @@ func TestLaggingFollowerReachesNewLeader(t *testing.T) {
 	defer c.Close()
 	lead := c.Leader(ctx)
 	f := (lead + 1) % 3
-	c.Net.Isolate(c.member(f).name)
+	c.Net.Isolate(c.Name(f))
 	eps, _ := c.Endpoints()
 	var reachable []string
 	for i, ep := range eps {
@@ -165,7 +165,7 @@ func TestLaggingFollowerReachesNewLeader(t *testing.T) {
 			err = moveLeaderVia(ctx, cli, reachable, newID)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("could not make the new member %s leader: %v", c.member(n).name, err)
+			t.Fatalf("could not make the new member %s leader: %v", c.Name(n), err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -187,7 +187,7 @@ func TestLaggingFollowerReachesNewLeader(t *testing.T) {
 				rev, leader = st.Header.Revision, st.Leader
 			}
 			t.Fatalf("follower %s is still behind 15s after healing (revision %d, leader %x; the cluster is at %d, led by the added member %s %x)",
-				c.member(f).name, rev, leader, put.Header.Revision, c.member(n).name, newID)
+				c.Name(f), rev, leader, put.Header.Revision, c.Name(n), newID)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
