@@ -5,6 +5,7 @@ package raft
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/synod-db/synod/raft/quorum"
@@ -30,6 +31,14 @@ func (r *raft) hup(t []byte) {
 
 // hasUnappliedConfChanges reports whether a committed conf change is not
 // yet applied: campaigning then could use a configuration about to change.
+//
+// The application may have compacted some of the entries raft still
+// counts as unapplied: raft learns of applied entries when a Ready is
+// advanced, and an application that applies while it persists (as synod's
+// member does) may apply them, snapshot and compact the log before that.
+// Only applied entries are ever compacted (a snapshot holds applied
+// state), so their conf changes are applied too: the scan starts at the
+// first entry the log still holds.
 func (r *raft) hasUnappliedConfChanges() bool {
 	if r.raftLog.applied >= r.raftLog.committed {
 		return false
@@ -37,6 +46,12 @@ func (r *raft) hasUnappliedConfChanges() bool {
 	lo, hi := r.raftLog.applied+1, r.raftLog.committed+1
 	for lo < hi {
 		ents, err := r.raftLog.slice(lo, hi, r.maxMsgSize)
+		if errors.Is(err, ErrCompacted) {
+			if first := r.raftLog.firstIndex(); first > lo {
+				lo = first
+				continue
+			}
+		}
 		if err != nil {
 			panic(fmt.Sprintf("raft: scanning unapplied entries [%d, %d): %v", lo, hi, err))
 		}
