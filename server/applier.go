@@ -517,6 +517,9 @@ func (a *applier) checkConfChange(cc raftpb.ConfChange) error {
 		if voter || learner {
 			return ErrMemberExists
 		}
+		if len(a.confState.Learners) >= a.cfg.MaxLearners {
+			return ErrTooManyLearners
+		}
 	case raftpb.ConfChangeRemoveNode, raftpb.ConfChangeUpdateNode:
 		if !voter && !learner {
 			return ErrMemberNotFound

@@ -256,7 +256,7 @@ func newTestApplier(t *testing.T, kv *mvcc.Store) (*applier, *testEnv) {
 	env := &testEnv{}
 	a := &applier{
 		lg: slog.New(slog.NewTextHandler(io.Discard, nil)), id: 1,
-		cfg: Config{SnapshotCount: 1 << 30},
+		cfg: Config{SnapshotCount: 1 << 30, MaxLearners: DefaultMaxLearners},
 		kv:  kv, members: newMembership(), alarms: &alarmSet{},
 		leases: &leaseState{les: les, checker: kvapply.LeaseCheckerFunc(les.Exists), primaryChg: make(chan struct{})},
 		watch:  hub, w: newWaitRegistry(), applied: newAppliedWaiter(kv.ConsistentIndex()), env: env,

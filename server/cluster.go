@@ -116,10 +116,20 @@ func learnerReady(pr tracker.Progress, commit uint64) bool {
 }
 
 // checkStartedForAdd refuses to add a voter when the cluster could not
-// reach quorum with it (a member of the current quorum is down).
+// reach quorum with it (a member of the current quorum is down), unless
+// the check is off (--strict-reconfig-check=false).
 func (s *Server) checkStartedForAdd() error {
+	if s.cfg.SkipReconfigCheck {
+		return nil
+	}
 	voters := s.voters()
 	active := s.activeVoters(voters)
+	if len(voters) == 1 && active == 1 {
+		// A lone member may take a second voter, though the two cannot
+		// commit until the second starts: it is how a cluster restored
+		// from one member's backup grows again, as etcd documents.
+		return nil
+	}
 	if active < (len(voters)+1)/2+1 {
 		return ErrNotEnoughStarted
 	}
@@ -129,6 +139,9 @@ func (s *Server) checkStartedForAdd() error {
 // checkStartedForRemove refuses to remove a voter when the remaining
 // started members would not form a quorum.
 func (s *Server) checkStartedForRemove(id uint64) error {
+	if s.cfg.SkipReconfigCheck {
+		return nil
+	}
 	voters := slices.DeleteFunc(s.voters(), func(x uint64) bool { return x == id })
 	active := s.activeVoters(voters)
 	if active < len(voters)/2+1 {
@@ -205,28 +218,51 @@ func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeTyp
 
 // publish records this member's name and client URLs in the cluster (via
 // raft), retrying until it succeeds, so that MemberList shows where
-// clients reach it.
+// clients reach it; then, once a leader is known, it makes the member
+// ready (ReadyNotify).
 func (s *Server) publish() {
+	if !s.publishAttributes() {
+		return
+	}
+	for s.Leader() == 0 {
+		select {
+		case <-s.leaderChanged():
+		case <-s.stopping:
+			return
+		}
+	}
+	close(s.ready)
+}
+
+// ReadyNotify returns a channel closed once the member is published in
+// the cluster and knows a leader: a client served after that sees the
+// member in MemberList and a leader in Status, as after etcd's "ready to
+// serve client requests".
+func (s *Server) ReadyNotify() <-chan struct{} { return s.ready }
+
+// publishAttributes proposes this member's attributes until they are
+// applied; it reports false if the member stopped first.
+func (s *Server) publishAttributes() bool {
 	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
 		Member_ID:        s.id,
 		MemberAttributes: &membershippb.Attributes{Name: s.cfg.Name, ClientUrls: s.cfg.ClientURLs},
 	}}
 	for {
 		if m, ok := s.members.get(s.id); ok && m.Name == s.cfg.Name && slices.Equal(m.ClientURLs, s.cfg.ClientURLs) {
-			return
+			return true
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 		_, err := s.propose(ctx, req)
 		cancel()
 		if err == nil {
 			if _, ok := s.members.get(s.id); ok {
-				return
+				return true
 			}
 		}
 		select {
 		case <-time.After(s.cfg.HeartbeatInterval * 5):
 		case <-s.stopping:
-			return
+			return false
 		}
 	}
 }

@@ -57,6 +57,18 @@ type Config struct {
 	InitialClusterState string
 	// InitialClusterToken separates clusters built from the same URLs.
 	InitialClusterToken string
+	// SkipReconfigCheck accepts membership changes that would leave the
+	// started members short of a quorum (etcd's
+	// --strict-reconfig-check=false).
+	SkipReconfigCheck bool
+	// MaxLearners bounds the learners of the cluster (0: default 1, as
+	// etcd's --max-learners). Every member checks it when it applies an
+	// addition, so give all members the same value.
+	MaxLearners int
+	// SlowFirstElection waits a whole election timeout before a
+	// starting member's first election, instead of hastening it (etcd's
+	// --initial-election-tick-advance=false).
+	SlowFirstElection bool
 
 	// QuotaBackendBytes raises the NOSPACE alarm when the key space and
 	// its history (mvcc.Store.LogicalSize: what users stored, not the
@@ -100,13 +112,15 @@ type Config struct {
 const (
 	DefaultSnapshotCount          = 10000
 	DefaultSnapshotCatchUpEntries = 5000
-	DefaultSnapshotLogBytes       = 512 << 20
-	DefaultSnapshotCatchUpBytes   = 128 << 20
-	DefaultHeartbeatInterval      = 100 * time.Millisecond
-	DefaultElectionTimeout        = 1000 * time.Millisecond
-	DefaultQuotaBackendBytes      = 2 << 30
-	DefaultMaxTxnOps              = 128
-	DefaultMaxRequestBytes        = 1536 * 1024
+	// DefaultMaxLearners is etcd's --max-learners default.
+	DefaultMaxLearners          = 1
+	DefaultSnapshotLogBytes     = 512 << 20
+	DefaultSnapshotCatchUpBytes = 128 << 20
+	DefaultHeartbeatInterval    = 100 * time.Millisecond
+	DefaultElectionTimeout      = 1000 * time.Millisecond
+	DefaultQuotaBackendBytes    = 2 << 30
+	DefaultMaxTxnOps            = 128
+	DefaultMaxRequestBytes      = 1536 * 1024
 )
 
 // errInvalidConfig marks configuration errors.
@@ -155,6 +169,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.QuotaBackendBytes == 0 {
 		c.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if c.MaxLearners == 0 {
+		c.MaxLearners = DefaultMaxLearners
 	}
 	if c.MaxTxnOps == 0 {
 		c.MaxTxnOps = DefaultMaxTxnOps

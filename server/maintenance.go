@@ -11,8 +11,14 @@ import (
 	"github.com/synod-db/synod/raft"
 )
 
-// Version is the etcd API version synod reports to clients.
-const Version = "3.6.0"
+// Version is the etcd release whose API synod implements, which it
+// reports wherever etcd reports its own version (Status, /version,
+// synod --version): clients and tools pick their behaviour by it.
+const Version = "3.7.3"
+
+// ClusterVersion is the cluster version etcd reports for Version: its
+// major and minor release.
+const ClusterVersion = "3.7.0"
 
 // Status describes the member for the Maintenance.Status call.
 type Status struct {

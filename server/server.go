@@ -35,7 +35,7 @@
 //     arrived meanwhile;
 //   - the lease loop: expires leases on the leader and checkpoints them;
 //   - publish (until this member's name and client URLs are in the
-//     cluster), hastenFirstElection (at start-up), the auto compaction
+//     cluster and a leader is known: ReadyNotify), hastenFirstElection (at start-up), the auto compaction
 //     loop (when configured), and short-lived ones that propose an alarm,
 //     look a peer up or take a snapshot; all stop with the member;
 //   - the transport's goroutines (peer streams, snapshot streams).
@@ -120,6 +120,7 @@ type Server struct {
 	done         chan struct{}
 	wg           sync.WaitGroup
 	removed      chan struct{} // closed when this member learns it was removed
+	ready        chan struct{} // closed once published with a leader known (ReadyNotify)
 	removedOnce  sync.Once
 
 	initialPeers []Member // new cluster: transport peers before their conf changes apply
@@ -150,8 +151,10 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.readLoop() }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.proposeLoop() }()
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.hastenFirstElection() }()
+	if !s.cfg.SlowFirstElection {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.hastenFirstElection() }()
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.publish() }()
 	s.startLeases()

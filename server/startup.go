@@ -64,6 +64,7 @@ func New(cfg Config, peerLn net.Listener) (*Server, error) {
 		stopping:   make(chan struct{}),
 		done:       make(chan struct{}),
 		removed:    make(chan struct{}),
+		ready:      make(chan struct{}),
 	}
 	if err := s.open(peerLn); err != nil {
 		s.closeStorage()

@@ -18,7 +18,7 @@ func NewHTTPHandler(s Member, m *Metrics, enablePprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { health(w, r, s) })
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"etcdserver": server.Version, "etcdcluster": server.Version, "synod": server.Version})
+		writeJSON(w, http.StatusOK, map[string]string{"etcdserver": server.Version, "etcdcluster": server.ClusterVersion})
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	if enablePprof {

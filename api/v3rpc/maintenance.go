@@ -33,7 +33,7 @@ func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*p
 		RaftAppliedIndex: st.AppliedIndex,
 		Errors:           st.Errors,
 		IsLearner:        st.IsLearner,
-		StorageVersion:   server.Version,
+		StorageVersion:   server.ClusterVersion,
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/synod-db/synod/embed"
 	"github.com/synod-db/synod/server"
+	"github.com/synod-db/synod/server/watch"
 )
 
 // urlsFlag is a comma-separated list of URLs.
@@ -48,7 +50,14 @@ type options struct {
 	preVote, enablePprof, leaseReads            bool
 	leaseCheckpoint                             bool
 	leaseCheckpointInterval                     time.Duration
-	logLevel, logger                            string
+	snapshotCatchUp                             uint64
+	strictReconfig, electionTickAdvance         bool
+	watchProgressInterval                       time.Duration
+	maxLearners                                 int
+	featureGates                                featureGates
+	log                                         logSettings
+	logOutputs                                  urlsFlag
+	version                                     bool
 }
 
 // parseFlags reads the flags, then ETCD_* (or SYNOD_*) environment
@@ -85,8 +94,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 	fs.BoolVar(&o.leaseReads, "experimental-lease-reads", false, "serve linearizable reads from the leader's lease instead of a heartbeat round")
 	fs.BoolVar(&o.leaseCheckpoint, "experimental-enable-lease-checkpoint", false, "the leader records the remaining TTL of leases through raft, so that a restart does not refresh them")
 	fs.DurationVar(&o.leaseCheckpointInterval, "experimental-lease-checkpoint-interval", 5*time.Minute, "how often the leader checkpoints leases' remaining TTL")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error, panic or fatal")
-	fs.StringVar(&o.logger, "logger", "zap", "log format: zap (JSON, etcd's default), json or text")
+	fs.StringVar(&o.log.level, "log-level", "info", "log level: debug, info, warn, error, panic or fatal")
+	fs.StringVar(&o.log.logger, "logger", "zap", "structured logging: zap (etcd's only choice)")
+	fs.StringVar(&o.log.format, "log-format", "json", "log format: json (lines with etcd's fields level, ts, caller, msg) or console")
+	o.logOutputs = urlsFlag{"default"}
+	fs.Var(&o.logOutputs, "log-outputs", "comma-separated log targets: default or stderr, stdout, /dev/null, or file paths")
+	fs.Uint64Var(&o.snapshotCatchUp, "snapshot-catchup-entries", server.DefaultSnapshotCatchUpEntries, "number of entries kept behind a snapshot for slow followers to catch up from the log")
+	fs.BoolVar(&o.strictReconfig, "strict-reconfig-check", true, "reject membership changes that would leave the started members short of a quorum")
+	fs.BoolVar(&o.electionTickAdvance, "initial-election-tick-advance", true, "at start-up, skip most of the first election timeout (a lone member campaigns at once)")
+	fs.DurationVar(&o.watchProgressInterval, "watch-progress-notify-interval", 10*time.Minute, "how often watchers that asked for progress notifications get one")
+	fs.IntVar(&o.maxLearners, "max-learners", server.DefaultMaxLearners, "maximum number of learners in the cluster")
+	fs.Var(&o.featureGates, "feature-gates", "comma-separated Feature=true|false pairs (etcd's server feature gates; see --help)")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	inert := addInertFlags(fs)
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve runtime profiling data on /debug/pprof/ of the client port")
 	if err := fs.Parse(args); err != nil {
 		return embed.Config{}, nil, err
@@ -97,8 +117,26 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 	if err := applyEnv(fs, getenv); err != nil {
 		return embed.Config{}, nil, err
 	}
-	return o.config(stderr)
+	if o.version {
+		return embed.Config{}, nil, errVersion
+	}
+	warnings, err := checkInertFlags(fs, inert)
+	if err != nil {
+		return embed.Config{}, nil, err
+	}
+	warnings = append(warnings, o.featureGates.warnings()...)
+	cfg, logger, err := o.config(stderr)
+	if err != nil {
+		return embed.Config{}, nil, err
+	}
+	for _, w := range warnings {
+		logger.Warn(w)
+	}
+	return cfg, logger, nil
 }
+
+// errVersion asks run to print the version instead of starting.
+var errVersion = errors.New("version asked")
 
 // applyEnv sets every flag not given on the command line from
 // ETCD_<FLAG> or SYNOD_<FLAG> (upper case, dashes as underscores).
@@ -125,7 +163,8 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 
 // config turns the options into a member configuration.
 func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
-	logger, err := newLogger(o.logger, o.logLevel, stderr)
+	o.log.outputs = o.logOutputs
+	logger, err := newLogger(o.log, stderr)
 	if err != nil {
 		return embed.Config{}, nil, err
 	}
@@ -156,27 +195,32 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 	maxSnaps, maxWALs := int(o.maxSnapshots), int(o.maxWALs)
 	cfg := embed.Config{
 		Config: server.Config{
-			Name:                o.name,
-			DataDir:             o.dataDir,
-			WALDir:              o.walDir,
-			SnapshotCount:       o.snapshotCount,
-			MaxSnapshots:        maxSnaps,
-			MaxWALs:             maxWALs,
-			HeartbeatInterval:   time.Duration(o.heartbeatMS) * time.Millisecond,
-			ElectionTimeout:     time.Duration(o.electionMS) * time.Millisecond,
-			PreVote:             o.preVote,
-			LeaseReads:          o.leaseReads,
-			PeerURLs:            o.advertisePeer,
-			ClientURLs:          o.advertiseClient,
-			InitialCluster:      ic,
-			InitialClusterState: o.initialState,
-			InitialClusterToken: o.initialToken,
-			QuotaBackendBytes:   o.quotaBytes,
-			MaxTxnOps:           int(o.maxTxnOps),
-			MaxRequestBytes:     int(o.maxRequestBytes),
-			AutoCompaction:      retention,
-			Lease:               leaseConfig(o.leaseCheckpoint, o.leaseCheckpointInterval),
-			Logger:              logger,
+			Name:                   o.name,
+			DataDir:                o.dataDir,
+			WALDir:                 o.walDir,
+			SnapshotCount:          o.snapshotCount,
+			MaxSnapshots:           maxSnaps,
+			MaxWALs:                maxWALs,
+			HeartbeatInterval:      time.Duration(o.heartbeatMS) * time.Millisecond,
+			ElectionTimeout:        time.Duration(o.electionMS) * time.Millisecond,
+			PreVote:                o.preVote,
+			LeaseReads:             o.leaseReads,
+			PeerURLs:               o.advertisePeer,
+			ClientURLs:             o.advertiseClient,
+			InitialCluster:         ic,
+			InitialClusterState:    o.initialState,
+			InitialClusterToken:    o.initialToken,
+			QuotaBackendBytes:      o.quotaBytes,
+			MaxTxnOps:              int(o.maxTxnOps),
+			MaxRequestBytes:        int(o.maxRequestBytes),
+			AutoCompaction:         retention,
+			Lease:                  leaseConfig(o.leaseCheckpoint || o.featureGates.enabled("LeaseCheckpoint"), o.leaseCheckpointInterval),
+			SnapshotCatchUpEntries: o.snapshotCatchUp,
+			SkipReconfigCheck:      !o.strictReconfig,
+			SlowFirstElection:      !o.electionTickAdvance,
+			MaxLearners:            o.maxLearners,
+			Watch:                  watch.Options{ProgressInterval: o.watchProgressInterval},
+			Logger:                 logger,
 		},
 		ListenPeerURLs:   o.listenPeer,
 		ListenClientURLs: o.listenClient,

@@ -81,7 +81,7 @@ func TestBadFlags(t *testing.T) {
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer
-		code := run(c.args, env(c.env), &stderr)
+		code := run(c.args, env(c.env), io.Discard, &stderr)
 		if code != 2 {
 			t.Errorf("%v: exit code %d, want 2", c.args, code)
 		}

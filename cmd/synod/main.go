@@ -13,21 +13,28 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/synod-db/synod/embed"
+	"github.com/synod-db/synod/server"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
 // run parses the arguments, starts the member and waits for a signal. It
 // returns the process exit code: 2 for bad flags, 1 for a failure.
-func run(args []string, getenv func(string) string, stderr io.Writer) int {
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg, logger, err := parseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if errors.Is(err, errVersion) {
+		printVersion(stdout)
 		return 0
 	}
 	if err != nil {
@@ -43,19 +50,46 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	select {
-	case <-sigs:
-		logger.Info("stopping: handing leadership over if leader")
-		return stopBounded(logger, func() { m.Close(leaderHandOver) }, stopGrace, sigs)
-	case <-m.Server.Removed():
-		m.Close(time.Second)
-		logger.Warn("stopped: this member was removed from the cluster")
-		return 0
-	case <-m.Server.Done():
-		m.Kill()
-		fmt.Fprintln(stderr, "synod: the member stopped after a fatal error (see the log above)")
-		return 1
+	ready := m.Server.ReadyNotify()
+	for {
+		select {
+		case <-ready:
+			// etcd's words: tools wait for this line before they use a
+			// member (etcd's own test framework among them).
+			logger.Info("ready to serve client requests", "client-urls", cfg.ClientURLs)
+			ready = nil
+		case <-sigs:
+			logger.Info("stopping: handing leadership over if leader")
+			return stopBounded(logger, func() { m.Close(leaderHandOver) }, stopGrace, sigs)
+		case <-m.Server.Removed():
+			m.Close(time.Second)
+			logger.Warn("stopped: this member was removed from the cluster")
+			return 0
+		case <-m.Server.Done():
+			m.Kill()
+			fmt.Fprintln(stderr, "synod: the member stopped after a fatal error (see the log above)")
+			return 1
+		}
 	}
+}
+
+// printVersion prints the version in the form of etcd's --version, which
+// tools parse ("etcd Version: 3.7.3"), naming the etcd release whose API
+// synod implements, then synod's own build.
+func printVersion(w io.Writer) {
+	rev := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+			}
+		}
+	}
+	fmt.Fprintf(w, "etcd Version: %s\n", server.Version)
+	fmt.Fprintf(w, "Git SHA: %s\n", rev)
+	fmt.Fprintf(w, "Go Version: %s\n", runtime.Version())
+	fmt.Fprintf(w, "Go OS/Arch: %s/%s\n", runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "Server: synod, implementing the etcd v%s API\n", server.Version)
 }
 
 const (
@@ -90,29 +124,4 @@ func stopBounded(logger *slog.Logger, stop func(), grace time.Duration, sigs <-c
 		logger.Warn("second signal while stopping; exiting at once (everything acknowledged is durable in the WAL)", "signal", sig.String())
 	}
 	return 1
-}
-
-// newLogger builds the logger the --logger and --log-level flags select.
-func newLogger(kind, level string, w io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	switch level {
-	case "debug":
-		lv = slog.LevelDebug
-	case "info":
-		lv = slog.LevelInfo
-	case "warn":
-		lv = slog.LevelWarn
-	case "error", "panic", "fatal":
-		lv = slog.LevelError
-	default:
-		return nil, fmt.Errorf("invalid --log-level %q: want debug, info, warn, error, panic or fatal", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch kind {
-	case "zap", "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("invalid --logger %q: want zap (JSON lines, etcd's default), json or text", kind)
 }
