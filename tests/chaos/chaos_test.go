@@ -136,7 +136,7 @@ func TestInProcess(t *testing.T) {
 			// test binary down before any evidence is written: the data
 			// directory (with the members' logs) is then left behind.
 			os.WriteFile(dir+"/seed.txt", []byte(replay("TestInProcess", seed, d)+"\n"), 0o644)
-			c, err := StartInProcess(ctx, dir, size, seed, nil)
+			c, err := StartInProcess(t, ctx, dir, size, seed, nil)
 			if err != nil {
 				os.RemoveAll(dir)
 				t.Fatal(err)
@@ -198,7 +198,7 @@ func TestCheckerCatchesStaleReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	c, err := StartInProcess(ctx, dir, 3, 1, nil)
+	c, err := StartInProcess(t, ctx, dir, 3, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

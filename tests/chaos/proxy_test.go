@@ -157,15 +157,15 @@ func TestDuplicatedProposal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	c, err := StartInProcess(ctx, dir, 3, 1, nil)
+	c, err := StartInProcess(t, ctx, dir, 3, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	lead := c.Leader()
 	follower := (lead + 1) % 3
-	c.Net.SetRule(c.members[follower].name, c.members[lead].name, LinkRule{Duplicate: 1, DuplicateProposals: true})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.members[follower].clientAddr}, DialTimeout: 2 * time.Second})
+	c.Net.SetRule(c.Members[follower].Name, c.Members[lead].Name, LinkRule{Duplicate: 1, DuplicateProposals: true})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.Members[follower].ClientAddr}, DialTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +181,6 @@ func TestDuplicatedProposal(t *testing.T) {
 	}
 	if get.Header.Revision != resp.Header.Revision || get.Kvs[0].Version != 1 {
 		t.Fatalf("one Put through follower %s: acknowledged at revision %d, but the store is at revision %d and the key at version %d (mod %d): the proposal was applied %d times",
-			c.members[follower].name, resp.Header.Revision, get.Header.Revision, get.Kvs[0].Version, get.Kvs[0].ModRevision, get.Kvs[0].Version)
+			c.Members[follower].Name, resp.Header.Revision, get.Header.Revision, get.Kvs[0].Version, get.Kvs[0].ModRevision, get.Kvs[0].Version)
 	}
 }

@@ -223,21 +223,21 @@ func moveLeaderVia(ctx context.Context, cli *clientv3.Client, eps []string, to u
 func TestLeaderlessMemberTakesForwardedProposals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := StartInProcess(ctx, t.TempDir(), 3, 1, nil)
+	c, err := StartInProcess(t, ctx, t.TempDir(), 3, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	lead := c.Leader()
-	old := c.members[lead].name
+	old := c.Members[lead].Name
 	// Clients of both followers write, so that both forward proposals.
 	wctx, wcancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	for i := range c.members {
+	for i := range c.Members {
 		if i == lead {
 			continue
 		}
-		cli, err := clientFor([]string{c.members[i].clientAddr})
+		cli, err := clientFor([]string{c.Members[i].ClientAddr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,8 +266,8 @@ func TestLeaderlessMemberTakesForwardedProposals(t *testing.T) {
 	c.Net.Heal()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		l := c.members[lead].m.Server.Leader()
-		if l != 0 && l != c.members[lead].m.Server.ID() {
+		l := c.Members[lead].Embed.Server.Leader()
+		if l != 0 && l != c.Members[lead].Embed.Server.ID() {
 			return
 		}
 		if time.Now().After(deadline) {

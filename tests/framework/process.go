@@ -21,19 +21,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// PeerFront stands in front of the members' peer ports, as a
-// fault-injecting proxy does: each member advertises its front's address
-// as its peer URL, so that every byte between members passes through it.
-type PeerFront interface {
-	// Front puts a front for the member called name before its peer
-	// listener at addr. It returns the address to advertise, and how to
-	// point the front at a new peer address (a restarted member listens
-	// on new ports).
-	Front(name, addr string) (advertised string, retarget func(addr string), err error)
-	// Register tells the front the raft ID of the member called name.
-	Register(id uint64, name string)
-}
-
 // ProcessConfig configures a cluster of synod processes.
 type ProcessConfig struct {
 	// Bin is the synod binary (see BuildSynod).
@@ -145,18 +132,17 @@ func (c *Processes) newMember() (*procMember, error) {
 // stays, since the other members know it.
 func (c *Processes) start(m *procMember) error {
 	if m.cmd != nil {
-		client, err := FreeLoopbackAddr()
+		addrs, err := freeLoopbackAddrs(2)
 		if err != nil {
 			return err
 		}
+		// Without a front the other members know only the old peer port.
 		peer := m.peerAddr
 		if c.cfg.Front != nil {
-			if peer, err = FreeLoopbackAddr(); err != nil {
-				return err
-			}
+			peer = addrs[0]
 		}
 		c.mu.Lock()
-		m.peerAddr, m.clientAddr = peer, client
+		m.peerAddr, m.clientAddr = peer, addrs[1]
 		c.gen++
 		c.mu.Unlock()
 		m.retarget(peer)
