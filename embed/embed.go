@@ -26,8 +26,10 @@ type Config struct {
 	// binding the URLs above (tests bind port 0 first).
 	PeerListener    net.Listener
 	ClientListeners []net.Listener
-	// EnablePprof serves /debug/pprof on the client port.
-	EnablePprof bool
+	// API tunes the client API: /debug/pprof, gRPC keepalive and stream
+	// limits (etcd's --enable-pprof, --grpc-keepalive-*,
+	// --max-concurrent-streams).
+	API v3rpc.Options
 }
 
 // Member is a running member.
@@ -80,7 +82,7 @@ func Start(cfg Config) (*Member, error) {
 	m := &Member{Server: s}
 	for _, ln := range clientLns {
 		m.addrs = append(m.addrs, ln.Addr())
-		m.clients = append(m.clients, v3rpc.Serve(s, ln, cfg.EnablePprof))
+		m.clients = append(m.clients, v3rpc.Serve(s, ln, cfg.API))
 	}
 	return m, nil
 }

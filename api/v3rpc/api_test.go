@@ -256,18 +256,69 @@ func TestHealth(t *testing.T) {
 	if code, body := get("/health"); code != http.StatusOK || body["health"] != "true" {
 		t.Errorf("healthy member: %d %v", code, body)
 	}
-	f.set(func(f *fakeMember) { f.err = server.ErrTimeout })
-	if code, body := get("/health"); code != http.StatusServiceUnavailable || !strings.HasPrefix(body["reason"], "QGET ERROR") {
-		t.Errorf("member whose reads fail: %d %v", code, body)
+	f.set(func(f *fakeMember) { f.readErr = server.ErrTimeout })
+	if code, body := get("/health"); code != http.StatusServiceUnavailable || !strings.HasPrefix(body["reason"], "RANGE ERROR:") {
+		t.Errorf("member whose linearizable reads fail: %d %v", code, body)
 	}
 	if code, body := get("/health?serializable=true"); code != http.StatusOK {
-		t.Errorf("serializable health skips the read: %d %v", code, body)
+		t.Errorf("serializable health reads locally: %d %v", code, body)
 	}
+	f.set(func(f *fakeMember) {
+		f.readErr = nil
+		f.alarms = []*pb.AlarmMember{{MemberID: 1, Alarm: pb.AlarmType_NOSPACE}}
+	})
+	if code, body := get("/health"); code != http.StatusServiceUnavailable || body["reason"] != "ALARM NOSPACE" {
+		t.Errorf("member with the NOSPACE alarm: %d %v", code, body)
+	}
+	if code, body := get("/health?exclude=NOSPACE"); code != http.StatusOK {
+		t.Errorf("NOSPACE excluded: %d %v", code, body)
+	}
+	f.set(func(f *fakeMember) { f.alarms = nil })
 	f.set(func(f *fakeMember) { f.leader = 0 })
 	if code, body := get("/health"); code != http.StatusServiceUnavailable || body["reason"] != "RAFT NO LEADER" {
 		t.Errorf("member without a leader: %d %v", code, body)
 	}
 	if code, body := get("/version"); code != http.StatusOK || body["etcdserver"] != server.Version {
 		t.Errorf("version: %d %v", code, body)
+	}
+}
+
+// TestLivezReadyz checks /livez and /readyz as etcd 3.6+ serves them.
+func TestLivezReadyz(t *testing.T) {
+	f := newFakeMember()
+	h := NewHTTPHandler(f, NewMetrics(f), false)
+	get := func(method, path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	for _, p := range []string{"/livez", "/readyz", "/readyz/linearizable_read", "/livez/serializable_read"} {
+		if code, body := get(http.MethodGet, p); code != http.StatusOK || body != "ok\n" {
+			t.Errorf("%s on a healthy member: %d %q", p, code, body)
+		}
+	}
+	if code, body := get(http.MethodGet, "/readyz?verbose"); code != http.StatusOK || !strings.Contains(body, "[+]non_learner ok\n") || !strings.HasSuffix(body, "ok\n") {
+		t.Errorf("/readyz?verbose: %d %q", code, body)
+	}
+	if code, _ := get(http.MethodPost, "/readyz"); code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /readyz: %d, want 405", code)
+	}
+	f.set(func(f *fakeMember) { f.readErr = server.ErrTimeout; f.learner = true })
+	code, body := get(http.MethodGet, "/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]linearizable_read failed") || !strings.Contains(body, "[-]non_learner failed: not supported for learner") || !strings.Contains(body, "[+]serializable_read ok") {
+		t.Errorf("/readyz on a learner without reads: %d %q", code, body)
+	}
+	if code, _ := get(http.MethodGet, "/readyz?exclude=linearizable_read&exclude=non_learner"); code != http.StatusOK {
+		t.Errorf("/readyz with the failing checks excluded: %d", code)
+	}
+	if code, _ := get(http.MethodGet, "/livez"); code != http.StatusOK {
+		t.Errorf("/livez needs only local reads: %d", code)
+	}
+	f.set(func(f *fakeMember) {
+		f.readErr, f.learner = nil, false
+		f.alarms = []*pb.AlarmMember{{MemberID: 1, Alarm: pb.AlarmType_CORRUPT}}
+	})
+	if code, body := get(http.MethodGet, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]data_corruption failed: alarm activated: CORRUPT") {
+		t.Errorf("/readyz with the CORRUPT alarm: %d %q", code, body)
 	}
 }

@@ -23,12 +23,16 @@ import (
 // work (validation, interceptors, error mapping, forwarding) is tested on
 // its own.
 type fakeMember struct {
-	mu        sync.Mutex
-	calls     []string
-	leader    uint64
-	learner   bool
-	cfg       server.Config
-	err       error // returned by every call that can fail
+	mu      sync.Mutex
+	calls   []string
+	leader  uint64
+	learner bool
+	cfg     server.Config
+	err     error // returned by every call that can fail
+	// readErr fails linearizable reads alone (a member cut off from
+	// its leader still serves serializable ones).
+	readErr   error
+	alarms    []*pb.AlarmMember // active alarms
 	leaseTTLs map[int64]int64
 	metrics   *Metrics // of the server serveFake started
 }
@@ -76,11 +80,30 @@ func (f *fakeMember) Members() []server.Member {
 func (f *fakeMember) Header() *pb.ResponseHeader {
 	return &pb.ResponseHeader{ClusterId: 7, MemberId: 1, RaftTerm: 3, Revision: 5}
 }
-func (f *fakeMember) LinearizableRead(ctx context.Context) error { return f.called("LinearizableRead") }
-func (f *fakeMember) Config() server.Config                      { return f.cfg }
+func (f *fakeMember) LinearizableRead(ctx context.Context) error {
+	if err := f.called("LinearizableRead"); err != nil {
+		return err
+	}
+	return f.linearizableErr()
+}
+
+func (f *fakeMember) linearizableErr() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.readErr
+}
+func (f *fakeMember) Config() server.Config { return f.cfg }
 
 func (f *fakeMember) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	return &pb.RangeResponse{Header: f.Header()}, f.called("Range")
+	if err := f.called("Range"); err != nil {
+		return nil, err
+	}
+	if !r.Serializable {
+		if err := f.linearizableErr(); err != nil {
+			return nil, err
+		}
+	}
+	return &pb.RangeResponse{Header: f.Header()}, nil
 }
 func (f *fakeMember) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	return &pb.PutResponse{Header: f.Header()}, f.called("Put")
@@ -137,7 +160,18 @@ func (f *fakeMember) Status() server.Status {
 	return server.Status{Leader: 1, RaftIndex: 10, RaftTerm: 3, AppliedIndex: 9, DBSize: 4096, DBSizeInUse: 1024}
 }
 func (f *fakeMember) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	return &pb.AlarmResponse{Header: f.Header()}, f.called("Alarm")
+	if err := f.called("Alarm"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*pb.AlarmMember
+	for _, a := range f.alarms {
+		if r.Alarm == pb.AlarmType_NONE || r.Alarm == a.Alarm {
+			out = append(out, a)
+		}
+	}
+	return &pb.AlarmResponse{Header: f.Header(), Alarms: out}, nil
 }
 func (f *fakeMember) Defragment(ctx context.Context) error { return f.called("Defragment") }
 func (f *fakeMember) Hash() (uint32, error)                { return 42, f.called("Hash") }
@@ -168,7 +202,7 @@ func serveFake(t *testing.T, f *fakeMember) *grpc.ClientConn {
 	t.Helper()
 	ln := bufconn.Listen(1 << 20)
 	f.metrics = NewMetrics(f)
-	g := NewGRPCServer(f, f.metrics)
+	g := NewGRPCServer(f, f.metrics, Options{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -1,6 +1,7 @@
 // Package v3rpc serves the etcd v3 API of a synod member: the gRPC
 // services KV, Watch, Lease, Cluster and Maintenance plus
-// /health, /version and /metrics over HTTP, all on the client port.
+// /health, /livez, /readyz, /version and /metrics over HTTP, all on the
+// client port.
 //
 // The handlers are thin: they validate requests so that nothing malformed
 // reaches raft and call the server. Its errors are domain errors; one
@@ -15,6 +16,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -28,12 +30,18 @@ import (
 const streamWorkers = 1024
 
 // NewGRPCServer returns a gRPC server with synod's services registered.
-func NewGRPCServer(s Backend, m *Metrics) *grpc.Server {
+func NewGRPCServer(s Backend, m *Metrics, o Options) *grpc.Server {
+	o = o.withDefaults()
 	maxRecv := s.Config().MaxRequestBytes + 512<<10 // room for the envelope
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
+		// etcd's keepalive policy: gRPC's own default refuses client pings
+		// more often than every 5 minutes, and clientv3 users commonly
+		// ping every few seconds.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: o.KeepAliveMinTime}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: o.KeepAliveInterval, Timeout: o.KeepAliveTimeout}),
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(m.unary, learnerUnary(s), requireLeaderUnary(s), errorsUnary),
 		grpc.ChainStreamInterceptor(m.stream, learnerStream(s), requireLeaderStream(s), errorsStream),

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/synod-db/synod/api/v3rpc"
 	"github.com/synod-db/synod/embed"
 	"github.com/synod-db/synod/server"
 	"github.com/synod-db/synod/server/watch"
@@ -58,6 +60,9 @@ type options struct {
 	log                                         logSettings
 	logOutputs                                  urlsFlag
 	version                                     bool
+	keepAliveMinTime, keepAliveInterval         time.Duration
+	keepAliveTimeout                            time.Duration
+	maxStreams                                  uint32
 }
 
 // parseFlags reads the flags, then ETCD_* (or SYNOD_*) environment
@@ -106,6 +111,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 	fs.IntVar(&o.maxLearners, "max-learners", server.DefaultMaxLearners, "maximum number of learners in the cluster")
 	fs.Var(&o.featureGates, "feature-gates", "comma-separated Feature=true|false pairs (etcd's server feature gates; see --help)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.DurationVar(&o.keepAliveMinTime, "grpc-keepalive-min-time", 5*time.Second, "minimum interval a client should wait between pings; one that pings more often is disconnected")
+	fs.DurationVar(&o.keepAliveInterval, "grpc-keepalive-interval", 2*time.Hour, "how often the server pings an idle client connection (0 disables)")
+	fs.DurationVar(&o.keepAliveTimeout, "grpc-keepalive-timeout", 20*time.Second, "how long the server waits for a ping's answer before it closes the connection")
+	fs.Var(uint32Flag{&o.maxStreams}, "max-concurrent-streams", "maximum concurrent streams one client connection may open (default 4294967295)")
 	inert := addInertFlags(fs)
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve runtime profiling data on /debug/pprof/ of the client port")
 	if err := fs.Parse(args); err != nil {
@@ -224,7 +233,13 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 		},
 		ListenPeerURLs:   o.listenPeer,
 		ListenClientURLs: o.listenClient,
-		EnablePprof:      o.enablePprof,
+		API: v3rpc.Options{
+			EnablePprof:          o.enablePprof,
+			KeepAliveMinTime:     o.keepAliveMinTime,
+			KeepAliveInterval:    o.keepAliveInterval,
+			KeepAliveTimeout:     o.keepAliveTimeout,
+			MaxConcurrentStreams: o.maxStreams,
+		},
 	}
 	if o.snapshotCount == 0 {
 		return embed.Config{}, nil, fmt.Errorf("invalid --snapshot-count 0: give a positive number of entries")
@@ -269,4 +284,24 @@ func leaseConfig(enabled bool, interval time.Duration) server.LeaseConfig {
 		return server.LeaseConfig{}
 	}
 	return server.LeaseConfig{CheckpointInterval: interval}
+}
+
+// uint32Flag is a flag holding a uint32, as etcd's
+// --max-concurrent-streams; zero means the default.
+type uint32Flag struct{ p *uint32 }
+
+func (f uint32Flag) String() string {
+	if f.p == nil || *f.p == 0 {
+		return ""
+	}
+	return strconv.FormatUint(uint64(*f.p), 10)
+}
+
+func (f uint32Flag) Set(s string) error {
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return fmt.Errorf("want a number from 0 to %d", uint32(math.MaxUint32))
+	}
+	*f.p = uint32(v)
+	return nil
 }

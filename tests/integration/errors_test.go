@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +182,69 @@ func TestQuotaMeasuresWhatUsersStored(t *testing.T) {
 	}
 	if st.DbSizeInUse < int64(n*size) || st.DbSizeInUse > quota {
 		t.Fatalf("dbSizeInUse %d after %d puts of %d bytes, quota %d", st.DbSizeInUse, n, size, quota)
+	}
+}
+
+// TestNoSpaceRecovers follows etcd's documented recovery from NOSPACE
+// (and etcd's TestAlarm): fill the quota with versions of one key,
+// compact, defragment and disarm; a small write then goes through, and
+// /health names the alarm while it is active.
+func TestNoSpaceRecovers(t *testing.T) {
+	t.Parallel()
+	const page = 4096
+	c := framework.NewCluster(t, 1, func(cfg *server.Config) { cfg.QuotaBackendBytes = 13 * page })
+	ctx := framework.Context(t)
+	cli := c.Client()
+	small := strings.Repeat("a", 64)
+	if _, err := cli.Put(ctx, "1st_test", small); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		_, err := cli.Put(ctx, "2nd_test", strings.Repeat("b", page))
+		if rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCNoSpace) {
+			break
+		}
+		if err != nil || i > 100 {
+			t.Fatalf("put %d of a page: %v (no NOSPACE yet)", i, err)
+		}
+	}
+	health := func() (int, string) {
+		resp, err := http.Get("http://" + c.Members[0].ClientAddr + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	framework.WaitFor(t, "/health to name the NOSPACE alarm", func() bool {
+		code, body := health()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "ALARM NOSPACE")
+	})
+	alarms, err := cli.AlarmList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cli.Status(ctx, c.Members[0].ClientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, st.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatalf("compact: %v", err)
+	}
+	if _, err := cli.Defragment(ctx, c.Members[0].ClientAddr); err != nil {
+		t.Fatalf("defragment: %v", err)
+	}
+	for _, a := range alarms.Alarms {
+		if _, err := cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: a.MemberID, Alarm: a.Alarm}); err != nil {
+			t.Fatalf("disarm: %v", err)
+		}
+	}
+	if _, err := cli.Put(ctx, "4th_test", small); err != nil {
+		st, _ := cli.Status(ctx, c.Members[0].ClientAddr)
+		t.Fatalf("a small put after compaction, defragmentation and disarm: %v (db in use %d of quota %d)", err, st.DbSizeInUse, 13*page)
+	}
+	if code, body := health(); code != http.StatusOK {
+		t.Fatalf("/health after the recovery: %d %s", code, body)
 	}
 }
