@@ -20,6 +20,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // at or below rev (0: the current revision), in revision order, and the
 // compacted revision the hash was taken after. Members that applied the
 // same entries (including the same compactions) return the same hash.
+// At the revision of one of the last compactions it is the hash taken
+// just before that compaction (see Store.compactHashes).
 func (s *Store) HashByRev(rev int64) (uint32, int64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -29,6 +31,11 @@ func (s *Store) HashByRev(rev int64) (uint32, int64, error) {
 	rev, err := checkRev(rev, s.rev, s.compacted)
 	if err != nil {
 		return 0, 0, err
+	}
+	for _, rh := range s.compactHashes {
+		if rh.rev == rev {
+			return rh.hash, s.compacted, nil
+		}
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{
 		LowerBound: []byte{prefixRev},

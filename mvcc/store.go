@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"os"
+	"slices"
 
 	"sort"
 	"sync"
@@ -44,7 +46,26 @@ type Store struct {
 	keyBuf, valBuf, refBuf []byte
 
 	hot *hotReads // current values of recently read keys
+
+	// compactHashes are the hashes of the history up to each of the last
+	// compactions' revisions, taken just before the compaction removed
+	// anything (guarded by mu). HashByRev answers them for those
+	// revisions, so that a hash taken to compare members gives the same
+	// answer before and after compaction and defragmentation at that
+	// revision, as etcd's does (it keeps the last 10 the same way). They
+	// live in memory only: after a restart the hash is computed from
+	// what compaction kept, again as in etcd.
+	compactHashes []revHash
 }
+
+// revHash is the hash of the history up to a revision.
+type revHash struct {
+	rev  int64
+	hash uint32
+}
+
+// maxCompactHashes is how many compactions' hashes a store remembers.
+const maxCompactHashes = 10
 
 // pebbleLogger passes Pebble's logs on: its informational ones (every
 // flush and compaction) at debug level, its background errors (a failed
@@ -950,11 +971,16 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 	}
 	defer kit.Close()
 	logical := s.logical.Load()
+	// The loop visits every revision up to rev, as HashByRev does: its
+	// hash is that of the history before the compaction.
+	h := crc32.New(castagnoli)
 	for valid := rit.First(); valid; valid = rit.Next() {
 		v, err := rit.ValueAndErr()
 		if err != nil {
 			return err
 		}
+		h.Write(rit.Key())
+		h.Write(v)
 		r, err := decodeRecord(v, false)
 		if err != nil {
 			return err
@@ -1003,6 +1029,10 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 	s.logical.Store(logical)
 	if raftIndex != 0 {
 		s.ci = raftIndex
+	}
+	s.compactHashes = append(s.compactHashes, revHash{rev: rev, hash: h.Sum32()})
+	if n := len(s.compactHashes); n > maxCompactHashes {
+		s.compactHashes = slices.Delete(s.compactHashes, 0, n-maxCompactHashes)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -915,5 +916,54 @@ func TestFormatMarks(t *testing.T) {
 			s.Close()
 		}
 		t.Fatalf("open a store of a newer format: %v, want a refusal", err)
+	}
+}
+
+// TestHashAtCompactionRevision checks the property etcd's
+// TestVerifyHashKVAfterCompactAndDefrag relies on: the hash at a
+// revision a compaction ran at is the same before and after the
+// compaction and a defragmentation, for the last maxCompactHashes
+// compactions; the hash of a later revision still follows the data.
+func TestHashAtCompactionRevision(t *testing.T) {
+	s, _ := openTest(t)
+	var revs []int64
+	for i := range maxCompactHashes + 2 {
+		mustPut(t, s, "k", fmt.Sprint(i))
+		mustPut(t, s, "k", fmt.Sprint(i)+"'")
+		mustDel(t, s, "k", "")
+		revs = append(revs, s.Rev())
+	}
+	before := map[int64]uint32{}
+	for _, rev := range revs {
+		h, _, err := s.HashByRev(rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[rev] = h
+		if err := s.Compact(0, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Defragment(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	last := revs[len(revs)-1]
+	for _, rev := range revs {
+		h, _, err := s.HashByRev(rev)
+		switch {
+		case rev < last:
+			if !errors.Is(err, ErrCompacted) {
+				t.Fatalf("HashByRev(%d) below the compaction at %d: %v", rev, last, err)
+			}
+		case err != nil || h != before[rev]:
+			t.Fatalf("HashByRev(%d) = %d, %v after compaction and defragmentation; %d before", rev, h, err, before[rev])
+		}
+	}
+	mustPut(t, s, "k", "after")
+	if h, _, _ := s.HashByRev(0); h == before[last] {
+		t.Fatal("the hash at the current revision ignores a put after the compaction")
+	}
+	if n := len(s.compactHashes); n != maxCompactHashes {
+		t.Fatalf("%d compaction hashes kept, want %d", n, maxCompactHashes)
 	}
 }
