@@ -1,0 +1,204 @@
+package conformance
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// envSuite selects the run: unset runs ciTests against synod (CI's
+// share, a few minutes); "all" runs every test of etcd's tests/common
+// against real etcd 3.7.3 and against synod, and prints both counts side
+// by side with the tests whose outcome differs.
+const envSuite = "SYNOD_ETCD_SUITE"
+
+// ciTests are the tests CI runs: the everyday KV, watch, lease, cluster
+// and maintenance paths, start-up and readiness, and the behaviours
+// issue 16 fixed (NOSPACE recovery, HashKV across compaction).
+var ciTests = []string{
+	"TestKVPut", "TestKVGet", "TestKVDelete", "TestTxnSucc", "TestTxnFail",
+	"TestWatch", "TestLeaseGrantKeepAliveOnce", "TestLeaseGrantRevoke",
+	"TestMemberList", "TestMemberAdd", "TestMemberRemove", "TestCompact",
+	"TestDefragOnline", "TestAlarm", "TestEndpointStatus", "TestEndpointHashKV",
+	"TestEndpointHealth", "TestStatus", "TestWaitLeader",
+	"TestVerifyHashKVAfterCompactAndDefrag",
+}
+
+// TestEtcdSuite runs etcd's own end-to-end tests with synod as the etcd
+// binary. Every test that needs neither TLS nor authentication (the
+// security issue's) must pass.
+func TestEtcdSuite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs etcd's e2e suite")
+	}
+	bins := t.TempDir()
+	suite := filepath.Join(bins, "common.test")
+	build(t, ".", suite, "test", "-c", "-tags", "e2e", "go.etcd.io/etcd/tests/v3/common")
+	build(t, ".", filepath.Join(bins, "synod", "etcdctl"), "build", "go.etcd.io/etcd/etcdctl/v3")
+	build(t, ".", filepath.Join(bins, "synod", "etcdutl"), "build", "go.etcd.io/etcd/etcdutl/v3")
+	build(t, "..", filepath.Join(bins, "synod", "etcd"), "build", "github.com/synod-db/synod/cmd/synod")
+
+	pattern := "^(" + strings.Join(ciTests, "|") + ")$"
+	all := os.Getenv(envSuite) == "all"
+	if all {
+		pattern = "."
+		build(t, ".", filepath.Join(bins, "etcd", "etcd"), "build", "go.etcd.io/etcd/server/v3")
+		for _, tool := range []string{"etcdctl", "etcdutl"} {
+			if err := os.Link(filepath.Join(bins, "synod", tool), filepath.Join(bins, "etcd", tool)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	synod := runSuite(t, suite, filepath.Join(bins, "synod"), pattern)
+	report := synod.counts("synod")
+	var etcd outcomes
+	if all {
+		etcd = runSuite(t, suite, filepath.Join(bins, "etcd"), pattern)
+		report = etcd.counts("etcd 3.7.3") + report + differences(etcd, synod)
+	}
+	t.Log("\n" + report)
+	var failed []string
+	for name, res := range synod {
+		if res == "FAIL" && scope(name) == "" && (etcd == nil || etcd[name] == "PASS") {
+			failed = append(failed, name)
+		}
+	}
+	sort.Strings(failed)
+	if len(failed) > 0 {
+		t.Errorf("%d tests of etcd's suite that need neither TLS nor auth fail on synod:\n  %s", len(failed), strings.Join(failed, "\n  "))
+	}
+}
+
+// build runs the go command in dir to produce out.
+func build(t *testing.T, dir, out string, args ...string) {
+	t.Helper()
+	args = append(args[:1], append([]string{"-o", out}, args[1:]...)...)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s (in %s): %v\n%s", strings.Join(args, " "), dir, err, b)
+	}
+}
+
+// outcomes maps each leaf test (a test without subtests, or a subtest
+// without subtests of its own) to PASS, FAIL or SKIP.
+type outcomes map[string]string
+
+var (
+	resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
+	// authTest matches the tests of authentication, and those (named
+	// ...WithNoAuth and the like) that set users and roles up first.
+	authTest = regexp.MustCompile(`^Test(Auth|User|Role|RootRole)|Auth$`)
+)
+
+// runSuite runs the suite binary with the binaries in binDir and
+// returns the leaves' outcomes. The suite runs in its own directory:
+// its framework changes the working directory and writes there.
+func runSuite(t *testing.T, suite, binDir, pattern string) outcomes {
+	t.Helper()
+	cmd := exec.Command(suite, "-test.v", "-test.run", pattern, "-test.timeout", "40m", "-bin-dir", binDir)
+	cmd.Dir = t.TempDir()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("%s: %s in %v (exit: %v)", binDir, pattern, time.Since(start).Round(time.Second), err)
+	all := outcomes{}
+	sc := bufio.NewScanner(&out)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if m := resultLine.FindStringSubmatch(sc.Text()); m != nil {
+			all[m[2]] = m[1]
+		}
+	}
+	leaves := outcomes{}
+	for name, res := range all {
+		parent := false
+		for other := range all {
+			if strings.HasPrefix(other, name+"/") {
+				parent = true
+				break
+			}
+		}
+		if !parent {
+			leaves[name] = res
+		}
+	}
+	if len(leaves) == 0 {
+		t.Fatalf("the suite reported no test results; its output ends:\n%s", tail(out.String(), 4000))
+	}
+	return leaves
+}
+
+// scope says which issue a test belongs to if not this one: "TLS" for a
+// variant run over TLS, "auth" for a test of authentication or one that
+// sets users and roles up; "" otherwise.
+func scope(name string) string {
+	parts := strings.Split(name, "/")
+	for _, p := range parts {
+		if strings.Contains(p, "TLS") && !strings.HasPrefix(p, "NoTLS") {
+			return "TLS"
+		}
+	}
+	if authTest.MatchString(parts[0]) {
+		return "auth"
+	}
+	return ""
+}
+
+// counts summarises outcomes by scope.
+func (o outcomes) counts(system string) string {
+	type tally struct{ pass, fail, skip int }
+	by := map[string]*tally{"": {}, "TLS": {}, "auth": {}}
+	for name, res := range o {
+		tl := by[scope(name)]
+		switch res {
+		case "PASS":
+			tl.pass++
+		case "FAIL":
+			tl.fail++
+		default:
+			tl.skip++
+		}
+	}
+	var b strings.Builder
+	for _, s := range []string{"", "TLS", "auth"} {
+		label := map[string]string{"": "neither TLS nor auth", "TLS": "TLS", "auth": "auth"}[s]
+		fmt.Fprintf(&b, "%-12s %-22s %d passed, %d failed, %d skipped\n", system, label, by[s].pass, by[s].fail, by[s].skip)
+	}
+	return b.String()
+}
+
+// differences lists the tests whose outcome differs between the runs.
+func differences(etcd, synod outcomes) string {
+	var lines []string
+	for name, res := range etcd {
+		if synod[name] != res {
+			lines = append(lines, fmt.Sprintf("  %s: etcd %s, synod %s (%s)", name, res, or(synod[name], "not run"), or(scope(name), "in scope")))
+		}
+	}
+	sort.Strings(lines)
+	return fmt.Sprintf("%d tests differ:\n%s\n", len(lines), strings.Join(lines, "\n"))
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
