@@ -57,11 +57,17 @@ func TestEtcdSuite(t *testing.T) {
 			}
 		}
 	}
-	synod := runSuite(t, suite, filepath.Join(bins, "synod"), pattern)
+	// The TLS tests read etcd's certificates from the suite's module.
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.etcd.io/etcd/tests/v3").Output()
+	if err != nil {
+		t.Fatalf("locating etcd's test module: %v", err)
+	}
+	certs := filepath.Join(strings.TrimSpace(string(dir)), "fixtures")
+	synod := runSuite(t, suite, filepath.Join(bins, "synod"), certs, pattern)
 	report := synod.counts("synod")
 	var etcd outcomes
 	if all {
-		etcd = runSuite(t, suite, filepath.Join(bins, "etcd"), pattern)
+		etcd = runSuite(t, suite, filepath.Join(bins, "etcd"), certs, pattern)
 		report = etcd.counts("etcd 3.7.3") + report + differences(etcd, synod)
 	}
 	t.Log("\n" + report)
@@ -99,12 +105,13 @@ var (
 	authTest = regexp.MustCompile(`^Test(Auth|User|Role|RootRole)|Auth$`)
 )
 
-// runSuite runs the suite binary with the binaries in binDir and
-// returns the leaves' outcomes. The suite runs in its own directory:
-// its framework changes the working directory and writes there.
-func runSuite(t *testing.T, suite, binDir, pattern string) outcomes {
+// runSuite runs the suite binary with the binaries in binDir and the
+// certificates in certDir, and returns the leaves' outcomes. The suite
+// runs in its own directory: its framework changes the working
+// directory and writes there.
+func runSuite(t *testing.T, suite, binDir, certDir, pattern string) outcomes {
 	t.Helper()
-	cmd := exec.Command(suite, "-test.v", "-test.run", pattern, "-test.timeout", "40m", "-bin-dir", binDir)
+	cmd := exec.Command(suite, "-test.v", "-test.run", pattern, "-test.timeout", "40m", "-bin-dir", binDir, "-cert-dir", certDir)
 	cmd.Dir = t.TempDir()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
