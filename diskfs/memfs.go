@@ -358,22 +358,19 @@ func (fs *MemFS) Create(name string, _ vfs.DiskWriteCategory) (vfs.File, error) 
 
 // Open implements vfs.FS.
 func (fs *MemFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
-	fs.mu.Lock()
-	f, err := fs.openLocked(name, false, false)
-	fs.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range opts {
-		o.Apply(f)
-	}
-	return f, nil
+	return fs.open(name, false, opts)
 }
 
 // OpenReadWrite implements vfs.FS.
 func (fs *MemFS) OpenReadWrite(name string, _ vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	return fs.open(name, true, opts)
+}
+
+// open opens name for reading, or for reading and writing (creating it),
+// and applies opts.
+func (fs *MemFS) open(name string, write bool, opts []vfs.OpenOption) (vfs.File, error) {
 	fs.mu.Lock()
-	f, err := fs.openLocked(name, true, true)
+	f, err := fs.openLocked(name, write, write)
 	fs.mu.Unlock()
 	if err != nil {
 		return nil, err

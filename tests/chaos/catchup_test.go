@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synod-db/synod/tests/framework"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -58,7 +59,7 @@ func TestLaggingMemberCatchesUp(t *testing.T) {
 		"--heartbeat-interval", "100", "--election-timeout", "1000", "--snapshot-count", "10000", "--logger", "zap")
 
 	c.Kill(2)
-	writers, err := clientFor([]string{c.ClientAddr(0), c.ClientAddr(1)})
+	writers, err := framework.ClientFor([]string{c.ClientAddr(0), c.ClientAddr(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func TestLaggingMemberCatchesUp(t *testing.T) {
 			t.Fatal(err)
 		}
 		usual = append(usual, time.Since(t0))
-		sleep(ctx, 50*time.Millisecond)
+		framework.Sleep(ctx, 50*time.Millisecond)
 	}
 	slices.Sort(usual)
 
@@ -120,7 +121,7 @@ func TestLaggingMemberCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
-	lagger, err := clientFor([]string{c.ClientAddr(2)})
+	lagger, err := framework.ClientFor([]string{c.ClientAddr(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestLaggingMemberCatchesUp(t *testing.T) {
 		if err == nil && os.Getenv("TRACE") != "" {
 			t.Logf("TRACE %v raft %d applied %d rev %d", time.Since(restarted).Round(time.Millisecond), st.RaftIndex, st.RaftAppliedIndex, st.Header.Revision)
 		}
-		sleep(ctx, 50*time.Millisecond)
+		framework.Sleep(ctx, 50*time.Millisecond)
 	}
 	close(stopPuts)
 	<-putsDone
@@ -223,7 +224,7 @@ func TestLaggingMemberCatchesUp(t *testing.T) {
 		if err == nil && st.Header.Revision > target {
 			break // catching up
 		}
-		if !sleep(ctx, 20*time.Millisecond) {
+		if !framework.Sleep(ctx, 20*time.Millisecond) {
 			t.Fatal(ctx.Err())
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synod-db/synod/tests/framework"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -111,7 +112,7 @@ func TestDiskFull(t *testing.T) {
 	mountTmpfs(t, full, small)
 	ctx := context.Background()
 	c := startProcessesForTest(t, bin, dir, 3, "diskfull", "--heartbeat-interval", "100", "--election-timeout", "1000", "--logger", "zap")
-	cli, err := clientFor([]string{c.ClientAddr(0), c.ClientAddr(1)})
+	cli, err := framework.ClientFor([]string{c.ClientAddr(0), c.ClientAddr(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestDiskFull(t *testing.T) {
 				break
 			}
 			retries++
-			sleep(ctx, 100*time.Millisecond)
+			framework.Sleep(ctx, 100*time.Millisecond)
 		}
 		if err != nil {
 			t.Fatalf("put %d with one member's disk full: %v", acked, err)
@@ -179,7 +180,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	m2, err := clientFor([]string{c.ClientAddr(2)})
+	m2, err := framework.ClientFor([]string{c.ClientAddr(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestDiskFull(t *testing.T) {
 		if time.Since(start) > time.Minute {
 			t.Fatalf("after space was freed the member did not catch up within a minute (count %v, err %v)", resp, err)
 		}
-		sleep(ctx, 100*time.Millisecond)
+		framework.Sleep(ctx, 100*time.Millisecond)
 	}
 	for k := range acked {
 		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -225,7 +226,7 @@ func TestDiskFullAlone(t *testing.T) {
 	mountTmpfs(t, full, small)
 	ctx := context.Background()
 	c := startProcessesForTest(t, bin, dir, 1, "diskfull-alone", "--logger", "zap")
-	cli, err := clientFor([]string{c.ClientAddr(0)})
+	cli, err := framework.ClientFor([]string{c.ClientAddr(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestDiskFullAlone(t *testing.T) {
 	if err := c.Restart(0); err != nil {
 		t.Fatal(err)
 	}
-	cli, err = clientFor([]string{c.ClientAddr(0)})
+	cli, err = framework.ClientFor([]string{c.ClientAddr(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestDiskFullAlone(t *testing.T) {
 		if err == nil || time.Since(start) > 30*time.Second {
 			break
 		}
-		sleep(ctx, 100*time.Millisecond)
+		framework.Sleep(ctx, 100*time.Millisecond)
 	}
 	if err != nil {
 		t.Fatalf("after space was freed: %v", err)

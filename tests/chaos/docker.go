@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // docker runs the docker CLI and returns its trimmed standard output.
@@ -188,7 +190,7 @@ func (c *Docker) status(ctx context.Context) (int, bool) {
 		eps[i] = m.ip + ":2379"
 	}
 	c.mu.Unlock()
-	cli, err := clientFor(eps)
+	cli, err := framework.ClientFor(eps)
 	if err != nil {
 		return -1, false
 	}
@@ -227,7 +229,7 @@ func (c *Docker) waitHealthy(ctx context.Context, timeout time.Duration) error {
 		if _, ok := c.status(ctx); ok {
 			return nil
 		}
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !framework.Sleep(ctx, 200*time.Millisecond) {
 			return fmt.Errorf("members did not agree on a leader within %v", timeout)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/synod-db/synod/tests/framework"
 )
 
 // Fault is one kind of failure a nemesis can inject into a cluster.
@@ -54,25 +56,13 @@ func randDur(rng *rand.Rand, r [2]time.Duration) time.Duration {
 	return r[0] + time.Duration(rng.Int64N(int64(r[1]-r[0])))
 }
 
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // run injects faults until ctx ends; the fault in force then is healed
 // before run returns.
 func (n *nemesis) run(ctx context.Context) {
 	if len(n.faults) == 0 {
 		return
 	}
-	for k := 0; sleep(ctx, randDur(n.rng, n.gap)); k++ {
+	for k := 0; framework.Sleep(ctx, randDur(n.rng, n.gap)); k++ {
 		f := n.faults[n.rng.IntN(len(n.faults))]
 		if k < len(n.script) {
 			for _, g := range n.faults {
@@ -95,7 +85,7 @@ func (n *nemesis) run(ctx context.Context) {
 			continue
 		}
 		if heal != nil {
-			sleep(ctx, randDur(n.rng, n.hold))
+			framework.Sleep(ctx, randDur(n.rng, n.hold))
 			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			if err := heal(hctx); err != nil {
 				ev.Err = "heal: " + err.Error()

@@ -83,7 +83,7 @@ func (c *Processes) Faults() []Fault {
 		c.Kill(i)
 		until := time.Now().Add(longOutage[0] + time.Duration(rng.Int64N(int64(longOutage[1]-longOutage[0]))))
 		return name + " down until " + until.Format("15:04:05.000"), func(hctx context.Context) error {
-			sleep(hctx, time.Until(until))
+			framework.Sleep(hctx, time.Until(until))
 			return c.Restart(i)
 		}, nil
 	}

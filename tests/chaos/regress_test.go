@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synod-db/synod/tests/framework"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -45,7 +46,7 @@ func TestLeaseOutlivesStaleExpiry(t *testing.T) {
 
 func staleExpiryRound(ctx context.Context, t *testing.T, c *Processes, n int, base int64) []int64 {
 	eps, _ := c.Endpoints()
-	cli, err := clientFor(eps)
+	cli, err := framework.ClientFor(eps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func staleExpiryRound(ctx context.Context, t *testing.T, c *Processes, n int, ba
 			others = append(others, ep)
 		}
 	}
-	cli2, err := clientFor(others)
+	cli2, err := framework.ClientFor(others)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestLaggingFollowerReachesNewLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	eps, _ = c.Endpoints()
-	cli, err := clientFor(reachable)
+	cli, err := framework.ClientFor(reachable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +202,7 @@ func moveLeaderVia(ctx context.Context, cli *clientv3.Client, eps []string, to u
 		if err != nil || st.Leader != st.Header.MemberId {
 			continue
 		}
-		lc, err := clientFor([]string{ep})
+		lc, err := framework.ClientFor([]string{ep})
 		if err != nil {
 			return err
 		}
@@ -237,7 +238,7 @@ func TestLeaderlessMemberTakesForwardedProposals(t *testing.T) {
 		if i == lead {
 			continue
 		}
-		cli, err := clientFor([]string{c.Members[i].ClientAddr})
+		cli, err := framework.ClientFor([]string{c.Members[i].ClientAddr})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/synod-db/synod/tests/framework"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -440,7 +441,7 @@ func (r *Report) finish(cl Cluster, cfg Config, recs []Record, log []Event, info
 
 // retryRead reads the run's keys linearizably until it succeeds.
 func retryRead(ctx context.Context, eps []string, ks *keyspace, rec *Recorder, timeout time.Duration) (*Record, error) {
-	cli, err := clientFor(eps)
+	cli, err := framework.ClientFor(eps)
 	if err != nil {
 		return nil, err
 	}
@@ -459,14 +460,14 @@ func retryRead(ctx context.Context, eps []string, ks *keyspace, rec *Recorder, t
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return nil, err
 		}
-		sleep(ctx, 100*time.Millisecond)
+		framework.Sleep(ctx, 100*time.Millisecond)
 	}
 }
 
 // checkConverged waits (each member at most timeout, all at once) until
 // every member answers HashKV at rev, and compares the hashes.
 func checkConverged(ctx context.Context, eps []string, rev int64, timeout time.Duration) []string {
-	cli, err := clientFor(eps)
+	cli, err := framework.ClientFor(eps)
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -490,7 +491,7 @@ func checkConverged(ctx context.Context, eps []string, rev int64, timeout time.D
 					errs[i] = err
 					return
 				}
-				sleep(mctx, 100*time.Millisecond)
+				framework.Sleep(mctx, 100*time.Millisecond)
 			}
 		}()
 	}
@@ -652,7 +653,7 @@ func checkLog(recs []Record, log []Event) []string {
 func checkAckedByReads(ctx context.Context, eps []string, ks *keyspace, recs []Record) []string {
 	var bad []string
 	for _, ep := range eps {
-		cli, err := clientFor([]string{ep})
+		cli, err := framework.ClientFor([]string{ep})
 		if err != nil {
 			return append(bad, err.Error())
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/synod-db/synod/tests/framework"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -56,7 +57,7 @@ func (w *watcher) run(ctx context.Context, stop <-chan struct{}) {
 		}
 		eps, _ := w.cl.Endpoints()
 		if len(eps) == 0 {
-			sleep(ctx, 50*time.Millisecond)
+			framework.Sleep(ctx, 50*time.Millisecond)
 			continue
 		}
 		ep := eps[w.rng.IntN(len(eps))]
@@ -67,13 +68,13 @@ func (w *watcher) run(ctx context.Context, stop <-chan struct{}) {
 		}
 		stream++
 		w.resumes++
-		sleep(ctx, 20*time.Millisecond)
+		framework.Sleep(ctx, 20*time.Millisecond)
 	}
 }
 
 // stream runs one watch stream on ep from w.last+1 for at most life.
 func (w *watcher) stream(ctx context.Context, stop <-chan struct{}, ep string, stream int, life time.Duration) error {
-	cli, err := clientFor([]string{ep})
+	cli, err := framework.ClientFor([]string{ep})
 	if err != nil {
 		return err
 	}
@@ -130,7 +131,7 @@ func readLog(ctx context.Context, ks *keyspace, ep string, rev0, final int64) ([
 	if final <= rev0 {
 		return nil, nil
 	}
-	cli, err := clientFor([]string{ep})
+	cli, err := framework.ClientFor([]string{ep})
 	if err != nil {
 		return nil, err
 	}

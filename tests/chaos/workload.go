@@ -9,11 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/synod-db/synod/tests/framework"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // Mix weighs the kinds of operation a KV workload issues.
@@ -118,17 +118,6 @@ func (ks *keyspace) kvs(in []*mvccpb.KeyValue) []KV {
 	return out
 }
 
-// clientFor returns a client of the given endpoints that logs nothing.
-func clientFor(eps []string) (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{
-		Endpoints:            eps,
-		DialTimeout:          2 * time.Second,
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
-		Logger:               zap.NewNop(),
-	})
-}
-
 // Endpoints is what workers need of a cluster: the client addresses of
 // its current members, and a generation that changes with them.
 type Endpoints interface {
@@ -188,7 +177,7 @@ func (w *worker) refresh() error {
 	if w.pinned {
 		eps = eps[w.id%len(eps) : w.id%len(eps)+1]
 	}
-	cli, err := clientFor(eps)
+	cli, err := framework.ClientFor(eps)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,6 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // ProcessConfig configures a cluster of synod processes.
@@ -322,24 +321,12 @@ func (c *Processes) Resume(i int) error {
 	return m.cmd.Process.Signal(syscall.SIGCONT)
 }
 
-// clientFor returns a client of eps that gives up on a dead endpoint
-// quickly.
-func clientFor(eps []string) (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{
-		Endpoints:            eps,
-		DialTimeout:          2 * time.Second,
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
-		Logger:               zap.NewNop(),
-	})
-}
-
 // status asks every member for its status; it returns the index of the
 // member the answering members call leader (-1 if none) and whether all
 // answered and agreed.
 func (c *Processes) status(ctx context.Context) (leader int, agreed bool) {
 	eps, _ := c.Endpoints()
-	cli, err := clientFor(eps)
+	cli, err := ClientFor(eps)
 	if err != nil {
 		return -1, false
 	}
@@ -389,21 +376,9 @@ func (c *Processes) WaitHealthy(ctx context.Context, timeout time.Duration) erro
 		if _, ok := c.status(ctx); ok {
 			return nil
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !Sleep(ctx, 100*time.Millisecond) {
 			return fmt.Errorf("members did not agree on a leader within %v", timeout)
 		}
-	}
-}
-
-// sleep waits for d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
@@ -434,7 +409,7 @@ func (c *Processes) Replace(ctx context.Context, i int) (string, error) {
 			others = append(others, ep)
 		}
 	}
-	cli, err := clientFor(others)
+	cli, err := ClientFor(others)
 	if err != nil {
 		return "", err
 	}
@@ -453,7 +428,7 @@ func (c *Processes) Replace(ctx context.Context, i int) (string, error) {
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("remove %s: %w", old.name, err)
 		}
-		sleep(ctx, 200*time.Millisecond)
+		Sleep(ctx, 200*time.Millisecond)
 	}
 	c.kill(old)
 	m, err := c.add(ctx, cli)
@@ -475,7 +450,7 @@ func (c *Processes) Replace(ctx context.Context, i int) (string, error) {
 // then starts it with --initial-cluster-state existing) and returns its
 // index.
 func (c *Processes) AddMember(ctx context.Context, eps []string) (int, error) {
-	cli, err := clientFor(eps)
+	cli, err := ClientFor(eps)
 	if err != nil {
 		return -1, err
 	}
@@ -524,7 +499,7 @@ func (c *Processes) add(ctx context.Context, cli *clientv3.Client) (*procMember,
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("add %s: %w", m.name, err)
 		}
-		sleep(ctx, 200*time.Millisecond)
+		Sleep(ctx, 200*time.Millisecond)
 	}
 	var initial []string
 	for _, mm := range members {

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // handedOut remembers every address FreeAddr returned in this process:
@@ -99,4 +102,29 @@ func Seed(t testing.TB, name string, def int64) int64 {
 	}
 	t.Logf("seed %d (replay: %s=%d go test -run '^%s$')", seed, env, seed, t.Name())
 	return seed
+}
+
+// ClientFor returns a client of eps that gives up on a dead endpoint
+// quickly and logs nothing, for harnesses that reconnect as members come
+// and go.
+func ClientFor(eps []string) (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{
+		Endpoints:            eps,
+		DialTimeout:          2 * time.Second,
+		DialKeepAliveTime:    2 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	})
+}
+
+// Sleep waits for d or until ctx ends; it reports whether d passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
