@@ -554,7 +554,7 @@ func rangeLive(rd reader, key, end []byte, res *RangeResult, opts *RangeOptions,
 		return err
 	}
 	defer it.Close()
-	for valid := it.First(); valid; valid = it.Next() {
+	for valid := it.First(); valid && !res.full(opts, stopAt); valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
@@ -605,7 +605,7 @@ func rangeHistory(rd reader, key, end []byte, rev int64, res *RangeResult, opts 
 		prefix = lo
 	}
 	valid := single || it.SeekGE(lo)
-	for valid {
+	for valid && !res.full(opts, stopAt) {
 		if !single {
 			p, _, ok := splitVersionKey(it.Key())
 			if !ok {
@@ -628,6 +628,12 @@ func rangeHistory(rd reader, key, end []byte, rev int64, res *RangeResult, opts 
 		valid = it.SeekGE(prefixEnd(prefix))
 	}
 	return it.Error()
+}
+
+// full reports that a NoTotal read has found all it needs: stopAt
+// results, one more than its limit.
+func (res *RangeResult) full(opts *RangeOptions, stopAt int64) bool {
+	return opts.NoTotal && stopAt >= 0 && int64(len(res.KVs)) >= stopAt
 }
 
 // visit adds the version under it (the newest of its key at the read

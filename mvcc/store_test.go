@@ -967,3 +967,33 @@ func TestHashAtCompactionRevision(t *testing.T) {
 		t.Fatalf("%d compaction hashes kept, want %d", n, maxCompactHashes)
 	}
 }
+
+// TestRangeNoTotal: a NoTotal read returns the same page as a counted one
+// (keys and More), at the current revision and at an older one, but stops
+// at the key after its limit instead of counting the whole range.
+func TestRangeNoTotal(t *testing.T) {
+	s, _ := openTest(t)
+	for i := range 50 {
+		mustPut(t, s, fmt.Sprintf("k%02d", i), "v")
+	}
+	old := s.Rev()
+	mustDel(t, s, "k10", "k20")
+	for _, rev := range []int64{0, old} {
+		for _, limit := range []int64{1, 7, 39, 40, 41} {
+			counted, err := s.Range([]byte("k"), []byte("l"), RangeOptions{Limit: limit, Rev: rev})
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, err := s.Range([]byte("k"), []byte("l"), RangeOptions{Limit: limit, Rev: rev, NoTotal: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(keysOf(page.KVs), keysOf(counted.KVs)) || page.More != counted.More {
+				t.Errorf("rev %d limit %d: page %v more %v, counted %v more %v", rev, limit, keysOf(page.KVs), page.More, keysOf(counted.KVs), counted.More)
+			}
+			if wantCount := min(limit+1, counted.Count); page.Count != wantCount {
+				t.Errorf("rev %d limit %d: NoTotal counted %d keys, want %d (of %d)", rev, limit, page.Count, wantCount, counted.Count)
+			}
+		}
+	}
+}

@@ -110,6 +110,12 @@ type RangeOptions struct {
 	KeysOnly bool
 	// CountOnly returns only the count, no KVs.
 	CountOnly bool
+	// NoTotal stops a Limit-ed read in the natural key order once it
+	// knows there is more (the Limit+1st key), instead of counting every
+	// key of the range: Count then counts only the keys visited. A reader
+	// that pages through a large range (RangeStream) needs the total once,
+	// not on every page, where it would make the whole read quadratic.
+	NoTotal bool
 	// MinCreateRev, if non-zero, drops KVs created before it.
 	MinCreateRev int64
 	// MaxCreateRev, if non-zero, drops KVs created after it.

@@ -27,6 +27,27 @@ func (s *Server) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespon
 	return resp, nil
 }
 
+// RangeStream answers a validated RangeStream request in pages, calling
+// send for each (kvapply.RangeStream): one linearizable read (unless
+// serializable) at the start, then every page read at the revision
+// pinned there. The page carrying the header gets this member's.
+func (s *Server) RangeStream(ctx context.Context, r *pb.RangeRequest, send func(*pb.RangeResponse) error) error {
+	if !r.Serializable {
+		if err := s.LinearizableRead(ctx); err != nil {
+			return err
+		}
+	}
+	return kvapply.RangeStream(s.kv, r, s.cfg.MaxRequestBytes, func(resp *pb.RangeResponse) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if resp.Header != nil {
+			s.fillHeader(&resp.Header, resp.Header.Revision)
+		}
+		return send(resp)
+	})
+}
+
 // Put writes a key through raft.
 func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	out, err := proposeFor[*pb.PutResponse](ctx, s.proposeWrite, &pb.InternalRaftRequest{Put: r})

@@ -66,6 +66,8 @@ var errorTable = []struct {
 	{kvapply.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
 	{kvapply.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
 	{kvapply.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+	{kvapply.ErrStreamSort, status.Error(codes.Unimplemented, kvapply.ErrStreamSort.Error())},
+	{kvapply.ErrStreamFilter, status.Error(codes.Unimplemented, kvapply.ErrStreamFilter.Error())},
 
 	// Leases.
 	{lease.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},

@@ -105,6 +105,13 @@ func (f *fakeMember) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRe
 	}
 	return &pb.RangeResponse{Header: f.Header()}, nil
 }
+func (f *fakeMember) RangeStream(ctx context.Context, r *pb.RangeRequest, send func(*pb.RangeResponse) error) error {
+	resp, err := f.Range(ctx, r)
+	if err != nil {
+		return err
+	}
+	return send(resp)
+}
 func (f *fakeMember) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	return &pb.PutResponse{Header: f.Header()}, f.called("Put")
 }

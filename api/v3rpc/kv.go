@@ -28,6 +28,17 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	return k.s.Range(ctx, r)
 }
 
+// RangeStream answers a Range in pages, for results too large for one
+// message (etcd 3.7's KV.RangeStream).
+func (k *kvServer) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
+	if err := kvapply.ValidateRangeStream(r); err != nil {
+		return err
+	}
+	return k.s.RangeStream(stream.Context(), r, func(resp *pb.RangeResponse) error {
+		return stream.Send(&pb.RangeStreamResponse{RangeResponse: resp})
+	})
+}
+
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	if err := kvapply.ValidatePut(r); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/url"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -162,6 +163,9 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
+			// The client sends no more, but still waits for the
+			// answers to what it sent: relay the leader's.
+			fwd.drain(ctx)
 			return nil
 		}
 		if err != nil {
@@ -259,6 +263,23 @@ func (f *keepAliveForwarder) open(ctx context.Context, lead uint64) bool {
 		}
 	}(f.done)
 	return true
+}
+
+// drain half-closes the stream to the leader, if any, and waits until
+// the leader has answered every request forwarded on it and ended the
+// stream, so that a client that closed its side right after a request
+// still gets the answer; or until ctx ends or a request's time is up.
+func (f *keepAliveForwarder) drain(ctx context.Context) {
+	if f.stream == nil || f.stream.CloseSend() != nil {
+		return
+	}
+	timeout := time.NewTimer(f.s.Config().RequestTimeout)
+	defer timeout.Stop()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+	case <-timeout.C:
+	}
 }
 
 // close ends the stream to the leader, if any, and waits for its relay.

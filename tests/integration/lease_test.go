@@ -947,3 +947,38 @@ func newBenchMember(b *testing.B) string {
 	framework.WaitFor(b, "a leader", func() bool { return m.Server.Leader() != 0 })
 	return clientAddr
 }
+
+// TestLeaseKeepAliveHalfClosed: a client that sends one keep-alive and at
+// once closes its side of the stream (etcdctl lease keep-alive --once
+// does) gets its answer from every member, a follower included, which
+// forwards the request to the leader: before the fix, a follower ended the
+// stream at the client's close, dropping the leader's answer about half
+// of the time.
+func TestLeaseKeepAliveHalfClosed(t *testing.T) {
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	id := grant(t, c.Client(0), 60)
+	for i := range c.Members {
+		lc := pb.NewLeaseClient(c.Client(i).ActiveConnection())
+		for round := range 20 {
+			stream, err := lc.LeaseKeepAlive(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.CloseSend(); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := stream.Recv()
+			if err != nil || resp.ID != int64(id) || resp.TTL <= 0 {
+				t.Fatalf("member %d round %d: %v, %v; want the lease's TTL", i, round, resp, err)
+			}
+			if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+				t.Fatalf("member %d round %d: after the answer %v, want the end of the stream", i, round, err)
+			}
+		}
+	}
+}
