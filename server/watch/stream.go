@@ -2,6 +2,7 @@ package watch
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/synod-db/synod/mvcc"
@@ -388,6 +389,9 @@ func (st *Stream) Next(done <-chan struct{}) (Response, bool, error) {
 			if kick {
 				st.h.kickSync()
 			}
+			if r.PrevKV && len(r.Events) > 0 {
+				r.Events = dropCompactedPrevKVs(r.Events, st.h.src.CompactedRev())
+			}
 			return r, true, nil
 		}
 		closed := st.closed
@@ -401,4 +405,25 @@ func (st *Stream) Next(done <-chan struct{}) (Response, bool, error) {
 			return Response{}, false, nil
 		}
 	}
+}
+
+// dropCompactedPrevKVs removes the previous versions of the events at or
+// below the compacted revision. etcd reads an event's previous version at
+// the revision before the event when it sends it, and sends none when
+// that revision is compacted; clients rely on it (Kubernetes' watch
+// cache treats a prev_kv as what the key held just before). The events
+// are shared, so the ones changed are copies.
+func dropCompactedPrevKVs(evs []mvcc.Event, compacted int64) []mvcc.Event {
+	n := 0
+	for n < len(evs) && evs[n].KV.ModRevision <= compacted {
+		n++
+	}
+	if n == 0 {
+		return evs
+	}
+	out := slices.Clone(evs)
+	for i := range out[:n] {
+		out[i].PrevKV = nil
+	}
+	return out
 }

@@ -153,7 +153,8 @@ func TestWatchFromPastThenLive(t *testing.T) {
 
 // TestWatchCompactedResume watches from a compacted revision: the watch
 // ends with ErrCompacted and a CompactRevision from which watching
-// works, and misses nothing after it.
+// works, and misses nothing after it; with prev_kv, etcd's rule at the
+// compacted revision holds.
 func TestWatchCompactedResume(t *testing.T) {
 	t.Parallel()
 	c := framework.NewCluster(t, 1, nil)
@@ -180,6 +181,16 @@ func TestWatchCompactedResume(t *testing.T) {
 		if e.Kv.ModRevision != revs[5+i] || string(e.Kv.Value) != fmt.Sprint(5+i) {
 			t.Fatalf("resumed watch: %q", evStrings(evs))
 		}
+	}
+	// With prev_kv, the event at the compacted revision has none (the
+	// revision before it is compacted), as in etcd; the next ones have.
+	evs = nextEvents(t, cli.Watch(ctx, "k", clientv3.WithRev(resp.CompactRevision), clientv3.WithPrevKV()), 5)
+	want := []string{fmt.Sprintf("PUT k@%d=5", revs[5])}
+	for i := 6; i < 10; i++ {
+		want = append(want, fmt.Sprintf("PUT k@%d=%d (prev %d@%d)", revs[i], i, i-1, revs[i-1]))
+	}
+	if got := evStrings(evs); !slices.Equal(got, want) {
+		t.Fatalf("prev_kv watch from the compacted revision: got %q, want %q", got, want)
 	}
 }
 
