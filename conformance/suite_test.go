@@ -30,7 +30,7 @@ var ciTests = []string{
 	"TestMemberList", "TestMemberAdd", "TestMemberRemove", "TestCompact",
 	"TestDefragOnline", "TestAlarm", "TestEndpointStatus", "TestEndpointHashKV",
 	"TestEndpointHealth", "TestStatus", "TestWaitLeader",
-	"TestVerifyHashKVAfterCompactAndDefrag", "TestKVGetStream",
+	"TestVerifyHashKVAfterCompactAndDefrag", "TestKVGetStream", "TestAuthority",
 }
 
 // TestEtcdSuite runs etcd's own end-to-end tests with synod as the etcd

@@ -114,3 +114,46 @@ func Size(fs vfs.FS, dir string) int64 {
 		dir = parent
 	}
 }
+
+// NoSync wraps fs so that no sync reaches the disk: files' Sync,
+// SyncData and SyncTo, directory syncs included, return at once. It is
+// etcd's --unsafe-no-fsync, for tests and throwaway clusters only: a
+// power loss then loses acknowledged writes, and may leave a log that
+// does not match the key space.
+func NoSync(fs FS) FS { return noSyncFS{fs} }
+
+type noSyncFS struct{ FS }
+
+func (fs noSyncFS) Unwrap() vfs.FS { return fs.FS }
+
+func (fs noSyncFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	return noSyncFile(fs.FS.Create(name, c))
+}
+
+func (fs noSyncFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	return noSyncFile(fs.FS.Open(name, opts...))
+}
+
+func (fs noSyncFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	return noSyncFile(fs.FS.OpenReadWrite(name, c, opts...))
+}
+
+func (fs noSyncFS) OpenDir(name string) (vfs.File, error) { return noSyncFile(fs.FS.OpenDir(name)) }
+
+func (fs noSyncFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	return noSyncFile(fs.FS.ReuseForWrite(oldname, newname, c))
+}
+
+func noSyncFile(f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return unsyncedFile{f}, nil
+}
+
+// unsyncedFile is a file whose syncs do nothing.
+type unsyncedFile struct{ vfs.File }
+
+func (unsyncedFile) Sync() error                { return nil }
+func (unsyncedFile) SyncData() error            { return nil }
+func (unsyncedFile) SyncTo(int64) (bool, error) { return true, nil }

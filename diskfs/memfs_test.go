@@ -265,3 +265,30 @@ func TestPowerOffDirs(t *testing.T) {
 		t.Fatalf("a write after the power loss reached its image: %q", got)
 	}
 }
+
+// TestNoSync: through NoSync, a written and synced file (and its synced
+// directory) is not durable: a crash loses it, where the same steps on
+// the file system itself keep it.
+func TestNoSync(t *testing.T) {
+	for _, unsafe := range []bool{false, true} {
+		mem := NewMemFS(rand.New(rand.NewPCG(5, 5)))
+		var fs FS = mem
+		if unsafe {
+			fs = NoSync(mem)
+		}
+		must(t, fs.MkdirAll("/m", 0o700))
+		must(t, SyncDir(fs, "/"))
+		f, err := fs.Create("/m/log", vfs.WriteCategoryUnspecified)
+		must(t, err)
+		_, err = f.Write([]byte("acknowledged"))
+		must(t, err)
+		must(t, f.Sync())
+		must(t, f.SyncData())
+		must(t, SyncDir(fs, "/m"))
+		img := mem.Crash(rand.New(rand.NewPCG(5, 6)))
+		data, err := img.ReadFile("/m/log")
+		if kept := err == nil && string(data) == "acknowledged"; kept == unsafe {
+			t.Errorf("NoSync %v: after a crash the file holds %q (%v)", unsafe, data, err)
+		}
+	}
+}

@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"sync"
 	"time"
 
 	"github.com/synod-db/synod/api/v3rpc"
+	"github.com/synod-db/synod/internal/endpoint"
 	"github.com/synod-db/synod/server"
 )
 
@@ -26,6 +26,13 @@ type Config struct {
 	// binding the URLs above (tests bind port 0 first).
 	PeerListener    net.Listener
 	ClientListeners []net.Listener
+	// ListenClientHTTPURLs are extra listeners for the client API's HTTP
+	// endpoints alone (etcd's --listen-client-http-urls); the client URLs
+	// serve them too.
+	ListenClientHTTPURLs []string
+	// ListenMetricsURLs are extra plain HTTP listeners for /metrics and
+	// the health endpoints (etcd's --listen-metrics-urls).
+	ListenMetricsURLs []string
 	// API tunes the client API: /debug/pprof, gRPC keepalive and stream
 	// limits (etcd's --enable-pprof, --grpc-keepalive-*,
 	// --max-concurrent-streams).
@@ -36,71 +43,83 @@ type Config struct {
 type Member struct {
 	Server  *server.Server
 	clients []*v3rpc.ClientServer
+	https   []*v3rpc.HTTPServer // client HTTP and metrics listeners
 	addrs   []net.Addr
 	once    sync.Once
 }
 
 // Start binds the listeners, opens the data directory and starts serving.
 func Start(cfg Config) (*Member, error) {
-	peerLn := cfg.PeerListener
-	var err error
-	if peerLn == nil {
-		if len(cfg.ListenPeerURLs) != 1 {
-			return nil, fmt.Errorf("give exactly one listen peer URL, got %d", len(cfg.ListenPeerURLs))
-		}
-		if peerLn, err = listen(cfg.ListenPeerURLs[0]); err != nil {
-			return nil, err
-		}
-	}
-	clientLns := cfg.ClientListeners
-	if clientLns == nil {
-		for _, u := range cfg.ListenClientURLs {
-			ln, err := listen(u)
-			if err != nil {
-				peerLn.Close()
-				for _, l := range clientLns {
-					l.Close()
-				}
-				return nil, err
-			}
-			clientLns = append(clientLns, ln)
-		}
-	}
-	if len(clientLns) == 0 {
-		peerLn.Close()
-		return nil, errors.New("no client listener: give at least one listen client URL")
-	}
-	s, err := server.New(cfg.Config, peerLn)
-	if err != nil {
-		peerLn.Close()
-		for _, l := range clientLns {
+	var lns []net.Listener // everything bound, to close on failure
+	fail := func(err error) (*Member, error) {
+		for _, l := range lns {
 			l.Close()
 		}
 		return nil, err
 	}
+	bind := func(urls []string) ([]net.Listener, error) {
+		var out []net.Listener
+		for _, u := range urls {
+			ln, err := endpoint.Listen(u)
+			if err != nil {
+				return nil, err
+			}
+			lns = append(lns, ln)
+			out = append(out, ln)
+		}
+		return out, nil
+	}
+	if cfg.PeerListener != nil {
+		lns = append(lns, cfg.PeerListener)
+	}
+	lns = append(lns, cfg.ClientListeners...)
+	peerLn := cfg.PeerListener
+	if peerLn == nil {
+		if len(cfg.ListenPeerURLs) != 1 {
+			return fail(fmt.Errorf("give exactly one listen peer URL, got %d", len(cfg.ListenPeerURLs)))
+		}
+		ln, err := bind(cfg.ListenPeerURLs)
+		if err != nil {
+			return fail(err)
+		}
+		peerLn = ln[0]
+	}
+	clientLns := cfg.ClientListeners
+	if clientLns == nil {
+		var err error
+		if clientLns, err = bind(cfg.ListenClientURLs); err != nil {
+			return fail(err)
+		}
+	}
+	if len(clientLns) == 0 {
+		return fail(errors.New("no client listener: give at least one listen client URL"))
+	}
+	httpLns, err := bind(cfg.ListenClientHTTPURLs)
+	if err != nil {
+		return fail(err)
+	}
+	metricsLns, err := bind(cfg.ListenMetricsURLs)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := server.New(cfg.Config, peerLn)
+	if err != nil {
+		return fail(err)
+	}
 	s.Start()
 	m := &Member{Server: s}
+	metrics := v3rpc.NewMetrics(s)
 	for _, ln := range clientLns {
 		m.addrs = append(m.addrs, ln.Addr())
-		m.clients = append(m.clients, v3rpc.Serve(s, ln, cfg.API))
+		m.clients = append(m.clients, v3rpc.Serve(s, metrics, ln, cfg.API))
+	}
+	for _, ln := range httpLns {
+		m.https = append(m.https, v3rpc.ServeHTTP(s, metrics, ln, cfg.API.EnablePprof))
+	}
+	for _, ln := range metricsLns {
+		m.https = append(m.https, v3rpc.ServeHTTP(s, metrics, ln, false))
 	}
 	return m, nil
-}
-
-// listen binds an http://host:port URL.
-func listen(raw string) (net.Listener, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("listen URL %q: %w", raw, err)
-	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("listen URL %q: scheme must be http (TLS is not supported yet)", raw)
-	}
-	ln, err := net.Listen("tcp", u.Host)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", u.Host, err)
-	}
-	return ln, nil
 }
 
 // ClientAddrs are the bound client addresses.
@@ -122,6 +141,9 @@ func (m *Member) Close(timeout time.Duration) {
 func (m *Member) Kill() {
 	for _, c := range m.clients {
 		c.Stop()
+	}
+	for _, h := range m.https {
+		h.Stop()
 	}
 	m.Server.Stop()
 }

@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/synod-db/synod/internal/endpoint"
 )
 
 // Member is one member of the cluster as the Cluster API reports it.
@@ -98,17 +99,11 @@ func ParseInitialCluster(s string) (map[string][]string, error) {
 	return out, nil
 }
 
-// checkURL accepts http URLs with a host and a port.
+// checkURL accepts the peer URLs the transport can dial: http://host:port
+// and unix sockets.
 func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("%w %q: %v", ErrInvalidPeerURL, s, err)
-	}
-	if u.Scheme != "http" {
-		return fmt.Errorf("%w %q: scheme must be http (TLS is not supported yet)", ErrInvalidPeerURL, s)
-	}
-	if u.Hostname() == "" || u.Port() == "" {
-		return fmt.Errorf("%w %q: want http://host:port", ErrInvalidPeerURL, s)
+	if _, err := endpoint.Parse(s); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidPeerURL, err)
 	}
 	return nil
 }

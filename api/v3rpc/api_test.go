@@ -14,6 +14,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -320,5 +321,20 @@ func TestLivezReadyz(t *testing.T) {
 	})
 	if code, body := get(http.MethodGet, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]data_corruption failed: alarm activated: CORRUPT") {
 		t.Errorf("/readyz with the CORRUPT alarm: %d %q", code, body)
+	}
+}
+
+// TestGRPCHealthService: the standard gRPC health service answers
+// SERVING for the whole server (""), as etcd's does, and NOT_FOUND for a
+// service it does not know.
+func TestGRPCHealthService(t *testing.T) {
+	conn := serveFake(t, newFakeMember())
+	hc := healthpb.NewHealthClient(conn)
+	resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health check: %v, %v", resp, err)
+	}
+	if _, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "nope"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("health check of an unknown service: %v, want NotFound", err)
 	}
 }

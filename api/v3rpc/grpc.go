@@ -1,5 +1,5 @@
 // Package v3rpc serves the etcd v3 API of a synod member: the gRPC
-// services KV, Watch, Lease, Cluster and Maintenance plus
+// services KV, Watch, Lease, Cluster, Maintenance and gRPC health plus
 // /health, /livez, /readyz, /version and /metrics over HTTP, all on the
 // client port.
 //
@@ -16,6 +16,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 )
@@ -51,6 +53,11 @@ func NewGRPCServer(s Backend, m *Metrics, o Options) *grpc.Server {
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterWatchServer(g, newWatchServer(s))
 	pb.RegisterLeaseServer(g, newLeaseServer(s))
+	// The standard health service, as etcd registers it: SERVING for
+	// every service ("") while the server runs (load balancers and
+	// Kubernetes' gRPC probes ask it). synod's defragmentation does not
+	// stop the member, so nothing else changes the status.
+	healthpb.RegisterHealthServer(g, grpchealth.NewServer())
 	return g
 }
 

@@ -53,9 +53,9 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Serve starts serving member s's client API on ln. Stop ends it.
-func Serve(s Backend, ln net.Listener, o Options) *ClientServer {
-	m := NewMetrics(s)
+// Serve starts serving member s's client API on ln, counting requests in
+// m (one Metrics for all of a member's listeners). Stop ends it.
+func Serve(s Backend, m *Metrics, ln net.Listener, o Options) *ClientServer {
 	c := &ClientServer{
 		split: newSplitListener(ln),
 		grpc:  NewGRPCServer(s, m, o),
@@ -75,4 +75,35 @@ func (c *ClientServer) Stop() {
 	c.grpc.Stop()
 	c.http.Close()
 	c.wg.Wait()
+}
+
+// HTTPServer serves the HTTP endpoints alone on a listener of its own:
+// etcd's --listen-metrics-urls, where monitoring scrapes /metrics and
+// probes /health, /livez and /readyz without reaching the client port,
+// and --listen-client-http-urls.
+type HTTPServer struct {
+	http *http.Server
+	done chan struct{}
+}
+
+// ServeHTTP starts serving /metrics, /health, /livez, /readyz and
+// /version of member s on ln, and /debug/pprof if enablePprof. Stop ends
+// it.
+func ServeHTTP(s Backend, m *Metrics, ln net.Listener, enablePprof bool) *HTTPServer {
+	h := &HTTPServer{
+		http: &http.Server{Handler: NewHTTPHandler(s, m, enablePprof), ReadHeaderTimeout: 10 * time.Second},
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(h.done)
+		_ = h.http.Serve(ln)
+	}()
+	return h
+}
+
+// Stop closes the listener and its connections and waits for the
+// serving goroutine.
+func (h *HTTPServer) Stop() {
+	h.http.Close()
+	<-h.done
 }

@@ -90,7 +90,6 @@ var inertFlags = []inertFlag{
 	{name: "memory-mlock", def: "false", isBool: true, why: whyBbolt},
 	{name: "bootstrap-defrag-threshold-megabytes", def: "0", why: whyBbolt + "; Pebble reclaims space by compaction"},
 	{name: "enable-grpc-gateway", def: "true", isBool: true, why: whyGateway},
-	{name: "listen-client-http-urls", why: whyGateway + "; /health, /version and /metrics are on the client URLs"},
 	{name: "cors", why: whyGateway},
 	{name: "host-whitelist", def: "*", why: whyGateway},
 	{name: "enable-distributed-tracing", def: "false", isBool: true, why: whyTracing},
@@ -98,7 +97,6 @@ var inertFlags = []inertFlag{
 	{name: "distributed-tracing-service-name", def: "etcd", why: whyTracing},
 	{name: "distributed-tracing-instance-id", why: whyTracing},
 	{name: "distributed-tracing-sampling-rate", def: "0", why: whyTracing},
-	{name: "listen-metrics-urls", why: "a separate metrics listener is not supported yet; /metrics and /health are on the client URLs"},
 	{name: "metrics", def: "basic", why: "synod exports one set of metrics"},
 	{name: "enable-log-rotation", def: "false", isBool: true, why: "log rotation is not supported; rotate with the system's tools (logrotate, journald)"},
 	{name: "log-rotation-config-json", def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, why: "log rotation is not supported"},
@@ -113,7 +111,6 @@ var inertFlags = []inertFlag{
 	{name: "downgrade-check-time", def: "5s", why: "downgrades are not supported"},
 	{name: "warning-apply-duration", def: "100ms", why: "slow applies are not logged yet"},
 	{name: "warning-unary-request-duration", def: "300ms", why: "slow requests are not logged yet"},
-	{name: "unsafe-no-fsync", def: "false", isBool: true, why: "synod always syncs its log"},
 	{name: "v2-deprecation", def: "write-only", why: "synod never served the v2 API"},
 }
 

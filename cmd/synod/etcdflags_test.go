@@ -8,10 +8,12 @@ import (
 	"flag"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/synod-db/synod/diskfs"
 	"github.com/synod-db/synod/server"
 )
 
@@ -118,19 +120,28 @@ func TestImplementedEtcdFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.SkipReconfigCheck || cfg.SlowFirstElection || cfg.MaxLearners != 1 || cfg.Watch.ProgressInterval != 10*time.Minute || cfg.SnapshotCatchUpEntries != 5000 {
-		t.Errorf("defaults: %+v", cfg.Config)
+	if cfg.SkipReconfigCheck || cfg.SlowFirstElection || cfg.MaxLearners != 1 || cfg.Watch.ProgressInterval != 10*time.Minute || cfg.SnapshotCatchUpEntries != 5000 ||
+		cfg.ListenMetricsURLs != nil || cfg.ListenClientHTTPURLs != nil || cfg.FS != nil {
+		t.Errorf("defaults: %+v", cfg)
 	}
 	cfg, _, err = parseFlags([]string{
 		"--strict-reconfig-check=false", "--initial-election-tick-advance=false", "--max-learners=3",
 		"--watch-progress-notify-interval=2s", "--snapshot-catchup-entries=50",
 		"--feature-gates=LeaseCheckpoint=true,LeaseCheckpointPersist=true",
+		"--listen-metrics-urls=http://127.0.0.1:2381,unix://m.sock", "--listen-client-http-urls=http://127.0.0.1:2382",
+		"--unsafe-no-fsync",
 	}, env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !cfg.SkipReconfigCheck || !cfg.SlowFirstElection || cfg.MaxLearners != 3 || cfg.Watch.ProgressInterval != 2*time.Second || cfg.SnapshotCatchUpEntries != 50 {
 		t.Errorf("given: %+v", cfg.Config)
+	}
+	if !slices.Equal(cfg.ListenMetricsURLs, []string{"http://127.0.0.1:2381", "unix://m.sock"}) || !slices.Equal(cfg.ListenClientHTTPURLs, []string{"http://127.0.0.1:2382"}) {
+		t.Errorf("metrics URLs %q, client HTTP URLs %q", cfg.ListenMetricsURLs, cfg.ListenClientHTTPURLs)
+	}
+	if cfg.FS != diskfs.NoSync(diskfs.Default) {
+		t.Errorf("--unsafe-no-fsync: file system %T, want diskfs.NoSync", cfg.FS)
 	}
 	if cfg.Lease.CheckpointInterval != 5*time.Minute {
 		t.Errorf("--feature-gates=LeaseCheckpoint=true: checkpoint interval %v, want 5m", cfg.Lease.CheckpointInterval)

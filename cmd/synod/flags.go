@@ -12,10 +12,26 @@ import (
 	"time"
 
 	"github.com/synod-db/synod/api/v3rpc"
+	"github.com/synod-db/synod/diskfs"
 	"github.com/synod-db/synod/embed"
 	"github.com/synod-db/synod/server"
 	"github.com/synod-db/synod/server/watch"
 )
+
+// optionalURLs is a comma-separated list of URLs that may be empty.
+type optionalURLs []string
+
+func (u *optionalURLs) String() string { return strings.Join(*u, ",") }
+
+func (u *optionalURLs) Set(s string) error {
+	*u = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*u = append(*u, p)
+		}
+	}
+	return nil
+}
 
 // urlsFlag is a comma-separated list of URLs.
 type urlsFlag []string
@@ -42,6 +58,8 @@ type options struct {
 	snapshotCount                               uint64
 	heartbeatMS, electionMS                     uint
 	listenPeer, listenClient                    urlsFlag
+	listenClientHTTP, listenMetrics             optionalURLs
+	unsafeNoFsync                               bool
 	advertisePeer, advertiseClient              urlsFlag
 	initialCluster, initialState, initialToken  string
 	maxSnapshots, maxWALs                       uint
@@ -83,6 +101,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 	o.advertiseClient = urlsFlag{"http://localhost:2379"}
 	fs.Var(&o.listenPeer, "listen-peer-urls", "URL to listen on for peer traffic")
 	fs.Var(&o.listenClient, "listen-client-urls", "comma-separated URLs to listen on for client traffic")
+	fs.Var(&o.listenClientHTTP, "listen-client-http-urls", "comma-separated URLs to serve the client HTTP endpoints (/health, /metrics, ...) on, besides the client URLs")
+	fs.Var(&o.listenMetrics, "listen-metrics-urls", "comma-separated URLs to serve /metrics and the health endpoints on, as plain HTTP")
+	fs.BoolVar(&o.unsafeNoFsync, "unsafe-no-fsync", false, "never sync to disk: a power loss loses acknowledged writes (tests only)")
 	fs.Var(&o.advertisePeer, "initial-advertise-peer-urls", "this member's peer URLs to advertise to the rest of the cluster")
 	fs.Var(&o.advertiseClient, "advertise-client-urls", "this member's client URLs to advertise to the public")
 	fs.StringVar(&o.initialCluster, "initial-cluster", "", "initial cluster configuration for bootstrapping, name=peer-url,... (default \"${name}=${initial-advertise-peer-urls}\")")
@@ -134,6 +155,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 		return embed.Config{}, nil, err
 	}
 	warnings = append(warnings, o.featureGates.warnings()...)
+	if o.unsafeNoFsync {
+		warnings = append(warnings, "--unsafe-no-fsync: nothing is synced to disk; a power loss or a kernel crash loses acknowledged writes and may corrupt the data directory (use it for tests only)")
+	}
 	cfg, logger, err := o.config(stderr)
 	if err != nil {
 		return embed.Config{}, nil, err
@@ -231,8 +255,10 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 			Watch:                  watch.Options{ProgressInterval: o.watchProgressInterval},
 			Logger:                 logger,
 		},
-		ListenPeerURLs:   o.listenPeer,
-		ListenClientURLs: o.listenClient,
+		ListenPeerURLs:       o.listenPeer,
+		ListenClientURLs:     o.listenClient,
+		ListenClientHTTPURLs: o.listenClientHTTP,
+		ListenMetricsURLs:    o.listenMetrics,
 		API: v3rpc.Options{
 			EnablePprof:          o.enablePprof,
 			KeepAliveMinTime:     o.keepAliveMinTime,
@@ -240,6 +266,9 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 			KeepAliveTimeout:     o.keepAliveTimeout,
 			MaxConcurrentStreams: o.maxStreams,
 		},
+	}
+	if o.unsafeNoFsync {
+		cfg.FS = diskfs.NoSync(diskfs.Default)
 	}
 	if o.snapshotCount == 0 {
 		return embed.Config{}, nil, fmt.Errorf("invalid --snapshot-count 0: give a positive number of entries")

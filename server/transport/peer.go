@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/synod-db/synod/internal/endpoint"
 	"github.com/synod-db/synod/raft/raftpb"
 )
 
@@ -405,7 +406,7 @@ func dial(ctx context.Context, timeout time.Duration, wrap func(net.Conn) net.Co
 // dialResponse is dial that also returns the acceptor's response.
 func dialResponse(ctx context.Context, timeout time.Duration, wrap func(net.Conn) net.Conn, url, addr string, hs handshake) (net.Conn, response, error) {
 	d := net.Dialer{Timeout: timeout}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := endpoint.Dial(ctx, &d, addr)
 	if err != nil {
 		return nil, response{}, fmt.Errorf("dial %s: %w", url, err)
 	}

@@ -7,13 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"slices"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/synod-db/synod/internal/endpoint"
 	"github.com/synod-db/synod/raft"
 	"github.com/synod-db/synod/raft/raftpb"
 )
@@ -498,31 +498,14 @@ func parseURLs(urls []string) ([]string, error) {
 	return addrs, nil
 }
 
-// parseURL returns the host:port of a peer URL of the form
-// http://host:port.
+// parseURL returns the address of a peer URL: http://host:port, or a
+// unix socket (endpoint.Parse).
 func parseURL(s string) (string, error) {
-	u, err := url.Parse(s)
+	addr, err := endpoint.Parse(s)
 	if err != nil {
-		return "", fmt.Errorf("%w: %q: %w", ErrInvalidURL, s, err)
+		return "", fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
-	switch u.Scheme {
-	case "http":
-	case "https":
-		return "", fmt.Errorf("%w: %q: https peer URLs are not supported (the peer transport has no TLS); use http:// on a trusted network", ErrInvalidURL, s)
-	default:
-		return "", fmt.Errorf("%w: %q: scheme %q is not supported; peer URLs look like http://10.0.0.1:2380", ErrInvalidURL, s, u.Scheme)
-	}
-	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%w: %q: a peer URL has only a host and a port, like http://10.0.0.1:2380", ErrInvalidURL, s)
-	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil || host == "" || port == "" {
-		return "", fmt.Errorf("%w: %q: host and port required, like http://10.0.0.1:2380", ErrInvalidURL, s)
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return "", fmt.Errorf("%w: %q: port %q is not a number in 1-65535", ErrInvalidURL, s, port)
-	}
-	return net.JoinHostPort(host, port), nil
+	return addr, nil
 }
 
 // closeOnCancel closes c when ctx is cancelled. The returned release

@@ -1,0 +1,98 @@
+// Package endpoint turns the URLs of etcd's flags into addresses to
+// listen on and dial: http://host:port is TCP, unix://path and unix:path
+// a unix socket, where path is what follows the scheme (etcd's tests use
+// unix://localhost:2379, a socket file named "localhost:2379" in the
+// working directory). The TLS schemes (https, unixs) are refused until
+// synod has TLS.
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// ErrInvalid is the error of every URL this package refuses.
+var ErrInvalid = errors.New("invalid URL")
+
+// unixPrefix marks a unix socket in the string form of an address, so
+// that an address stays a plain string (host:port for TCP).
+const unixPrefix = "unix:"
+
+// Parse checks a URL and returns its address: host:port for http, and
+// "unix:" followed by the socket path for unix.
+func Parse(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrInvalid, raw, err)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%w %q: a URL here has only a host and a port (or a socket path), like http://10.0.0.1:2379", ErrInvalid, raw)
+	}
+	switch u.Scheme {
+	case "http":
+		if u.Path != "" && u.Path != "/" {
+			return "", fmt.Errorf("%w %q: an http URL here has no path, like http://10.0.0.1:2379", ErrInvalid, raw)
+		}
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil || host == "" || port == "" {
+			return "", fmt.Errorf("%w %q: host and port required, like http://10.0.0.1:2379", ErrInvalid, raw)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return "", fmt.Errorf("%w %q: port %q is not a number in 1-65535", ErrInvalid, raw, port)
+		}
+		return net.JoinHostPort(host, port), nil
+	case "unix":
+		path := u.Host + u.Path
+		if u.Opaque != "" {
+			path = u.Opaque
+		}
+		if path == "" {
+			return "", fmt.Errorf("%w %q: a unix URL names a socket file, like unix://localhost:2379 or unix:///run/synod.sock", ErrInvalid, raw)
+		}
+		return unixPrefix + path, nil
+	case "https", "unixs":
+		return "", fmt.Errorf("%w %q: TLS is not supported yet; use http:// or unix:// on a trusted network", ErrInvalid, raw)
+	default:
+		return "", fmt.Errorf("%w %q: scheme %q is not supported; use http://host:port or unix://path", ErrInvalid, raw, u.Scheme)
+	}
+}
+
+// split returns the network and address to pass to package net.
+func split(addr string) (network, address string) {
+	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		return "unix", path
+	}
+	return "tcp", addr
+}
+
+// Listen binds a URL. A unix socket file left by a process that died is
+// removed first, as etcd does; the listener removes its file on Close.
+func Listen(raw string) (net.Listener, error) {
+	addr, err := Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	network, address := split(addr)
+	if network == "unix" {
+		if err := os.Remove(address); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("listen on %s: removing the old socket file: %w", raw, err)
+		}
+	}
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", raw, err)
+	}
+	return ln, nil
+}
+
+// Dial connects to an address returned by Parse.
+func Dial(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error) {
+	network, address := split(addr)
+	return d.DialContext(ctx, network, address)
+}
