@@ -21,6 +21,11 @@ import (
 // -test.run pattern run the same way (to replay a few tests).
 const envSuite = "SYNOD_ETCD_SUITE"
 
+// envPackage picks the package of etcd's suite that envSuite runs:
+// "common" (the default: tests/common, built with -tags e2e) or "e2e"
+// (tests/e2e: etcdctl, curl against the JSON gateway, logging, flags).
+const envPackage = "SYNOD_ETCD_PACKAGE"
+
 // ciTests are the tests CI runs: the everyday KV, watch, lease, cluster
 // and maintenance paths, start-up and readiness, and the behaviours
 // issue 16 fixed (NOSPACE recovery, HashKV across compaction).
@@ -41,8 +46,16 @@ func TestEtcdSuite(t *testing.T) {
 		t.Skip("builds and runs etcd's e2e suite")
 	}
 	bins := t.TempDir()
-	suite := filepath.Join(bins, "common.test")
-	build(t, ".", suite, "test", "-c", "-tags", "e2e", "go.etcd.io/etcd/tests/v3/common")
+	pkg := os.Getenv(envPackage)
+	switch pkg {
+	case "":
+		pkg = "common"
+	case "common", "e2e":
+	default:
+		t.Fatalf("%s=%q: want common or e2e", envPackage, pkg)
+	}
+	suite := filepath.Join(bins, pkg+".test")
+	build(t, ".", suite, "test", "-c", "-tags", "e2e", "go.etcd.io/etcd/tests/v3/"+pkg)
 	build(t, ".", filepath.Join(bins, "synod", "etcdctl"), "build", "go.etcd.io/etcd/etcdctl/v3")
 	build(t, ".", filepath.Join(bins, "synod", "etcdutl"), "build", "go.etcd.io/etcd/etcdutl/v3")
 	build(t, "..", filepath.Join(bins, "synod", "etcd"), "build", "github.com/synod-db/synod/cmd/synod")
@@ -116,7 +129,7 @@ var (
 	resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
 	// authTest matches the tests of authentication, and those (named
 	// ...WithNoAuth and the like) that set users and roles up first.
-	authTest = regexp.MustCompile(`^Test(Auth([A-Z]|$)|User|Role|RootRole)|Auth$`)
+	authTest = regexp.MustCompile(`^Test(Auth([A-Z]|$)|User|Role|RootRole)|Auth$|V3Auth`)
 )
 
 // runSuite runs the suite binary with the binaries in binDir and the
@@ -165,7 +178,7 @@ func runSuite(t *testing.T, suite, binDir, certDir, pattern string) outcomes {
 func scope(name string) string {
 	parts := strings.Split(name, "/")
 	for _, p := range parts {
-		if (strings.Contains(p, "TLS") && !strings.HasPrefix(p, "NoTLS")) || strings.Contains(p, "https") || strings.Contains(p, "unixs") {
+		if overTLS(p) {
 			return "TLS"
 		}
 	}
@@ -173,6 +186,23 @@ func scope(name string) string {
 		return "auth"
 	}
 	return ""
+}
+
+// overTLS reports whether a test or subtest name says it runs over TLS:
+// it names TLS (but not NoTLS), https, unixs, or cipher suites.
+func overTLS(name string) bool {
+	n := strings.ToLower(name)
+	for i := strings.Index(n, "tls"); i >= 0; {
+		if !strings.HasSuffix(n[:i], "no") {
+			return true
+		}
+		next := strings.Index(n[i+3:], "tls")
+		if next < 0 {
+			break
+		}
+		i += 3 + next
+	}
+	return strings.Contains(n, "https") || strings.Contains(n, "unixs") || strings.Contains(n, "ciphersuite")
 }
 
 // counts summarises outcomes by scope.
@@ -222,4 +252,29 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// TestScope checks how test names are sorted into this issue's scope and
+// the security issue's.
+func TestScope(t *testing.T) {
+	for name, want := range map[string]string{
+		"TestKVPut/NoTLS":                                           "",
+		"TestCurlV3LeaseGrantNoTLS":                                 "",
+		"TestCurlV3KVTxn/noTLS":                                     "",
+		"TestCurlV3KVTxn/autoTLS":                                   "TLS",
+		"TestKVPut/PeerTLS_and_ClientTLS":                           "TLS",
+		"TestCurlV3_MaxStreams_BelowLimit_TLS_Small":                "TLS",
+		"TestCurlV3CipherSuitesValid":                               "TLS",
+		`TestAuthority/Size:_1,_Scenario:_"https://address[:port]"`: "TLS",
+		`TestAuthority/Size:_1,_Scenario:_"unixs:absolute_path"`:    "TLS",
+		`TestAuthority/Size:_1,_Scenario:_"unix:path"`:              "",
+		"TestAuthEnable/NoTLS":                                      "auth",
+		"TestCurlV3AuthUserBasicOperations":                         "auth",
+		"TestUserAdd_Simple/NoTLS":                                  "auth",
+		"TestCtlV3AuthAndWatch":                                     "auth",
+	} {
+		if got := scope(name); got != want {
+			t.Errorf("scope(%q) = %q, want %q", name, got, want)
+		}
+	}
 }

@@ -4,4 +4,7 @@ package conformance
 
 // The suite is built from this module with `go test -c`; the import
 // keeps go.etcd.io/etcd/tests/v3 and its test dependencies in go.mod.
-import _ "go.etcd.io/etcd/tests/v3/common"
+import (
+	_ "go.etcd.io/etcd/tests/v3/common"
+	_ "go.etcd.io/etcd/tests/v3/e2e"
+)

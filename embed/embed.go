@@ -109,15 +109,26 @@ func Start(cfg Config) (*Member, error) {
 	s.Start()
 	m := &Member{Server: s}
 	metrics := v3rpc.NewMetrics(s)
-	for _, ln := range clientLns {
+	for i, ln := range clientLns {
+		c, err := v3rpc.Serve(s, metrics, ln, cfg.API)
+		if err != nil {
+			for _, l := range clientLns[i:] {
+				l.Close()
+			}
+			for _, l := range append(httpLns, metricsLns...) {
+				l.Close()
+			}
+			m.Kill()
+			return nil, err
+		}
 		m.addrs = append(m.addrs, ln.Addr())
-		m.clients = append(m.clients, v3rpc.Serve(s, metrics, ln, cfg.API))
+		m.clients = append(m.clients, c)
 	}
 	for _, ln := range httpLns {
-		m.https = append(m.https, v3rpc.ServeHTTP(s, metrics, ln, cfg.API.EnablePprof))
+		m.https = append(m.https, v3rpc.ServeHTTP(s, metrics, ln, &cfg.API, m.clients[0].Gateway()))
 	}
 	for _, ln := range metricsLns {
-		m.https = append(m.https, v3rpc.ServeHTTP(s, metrics, ln, false))
+		m.https = append(m.https, v3rpc.ServeHTTP(s, metrics, ln, nil, nil))
 	}
 	return m, nil
 }

@@ -16,6 +16,17 @@ import (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// newHistoryHash starts the hash of a history (HashByRev, and Compact for
+// compactHashes). It begins with the name of what is hashed, "key", as
+// etcd's begins with the name of its key bucket, so that even an empty
+// history hashes to a value other than 0: the JSON gateway leaves a 0
+// out, and tools read a missing hash as no answer.
+func newHistoryHash() hash.Hash32 {
+	h := crc32.New(castagnoli)
+	h.Write([]byte("key"))
+	return h
+}
+
 // HashByRev returns a CRC-32C over every stored version with a revision
 // at or below rev (0: the current revision), in revision order, and the
 // compacted revision the hash was taken after. Members that applied the
@@ -45,7 +56,7 @@ func (s *Store) HashByRev(rev int64) (uint32, int64, error) {
 		return 0, 0, err
 	}
 	defer it.Close()
-	h := crc32.New(castagnoli)
+	h := newHistoryHash()
 	for valid := it.First(); valid; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"os"
 	"slices"
@@ -269,6 +268,37 @@ func (s *Store) loadMeta() error {
 // deleted, or its indexes. Every member computes the same value from the
 // same history; compaction lowers it.
 func (s *Store) LogicalSize() int64 { return s.logical.Load() }
+
+// SizeInUse is the size Status reports as in use (etcd's dbSizeInUse):
+// LogicalSize plus the store's own records in the m space (revision,
+// indexes, membership, leases). It is measured, so it costs a scan of
+// the m space, and it is never 0 for an open store, as etcd's is not.
+func (s *Store) SizeInUse() (int64, error) {
+	s.mu.RLock()
+	if s.db == nil {
+		s.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	n := s.logical.Load()
+	s.snaps.Add(1)
+	snap := s.db.NewSnapshot()
+	s.mu.RUnlock()
+	defer s.snaps.Done()
+	defer snap.Close()
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte("m/"), UpperBound: []byte("m0")})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, err
+		}
+		n += int64(len(it.Key()) + len(v))
+	}
+	return n, it.Error()
+}
 
 // measureLogical sums the r space.
 func (s *Store) measureLogical() (int64, error) {
@@ -979,7 +1009,7 @@ func (s *Store) Compact(raftIndex uint64, rev int64) error {
 	logical := s.logical.Load()
 	// The loop visits every revision up to rev, as HashByRev does: its
 	// hash is that of the history before the compaction.
-	h := crc32.New(castagnoli)
+	h := newHistoryHash()
 	for valid := rit.First(); valid; valid = rit.Next() {
 		v, err := rit.ValueAndErr()
 		if err != nil {

@@ -997,3 +997,28 @@ func TestRangeNoTotal(t *testing.T) {
 		}
 	}
 }
+
+// TestSizeInUse: the size in use counts the store's own records, so it is
+// above 0 for an empty store (as etcd's dbSizeInUse is), and grows with
+// the data as LogicalSize does.
+func TestSizeInUse(t *testing.T) {
+	s, _ := openTest(t)
+	empty, err := s.SizeInUse()
+	if err != nil || empty <= 0 {
+		t.Fatalf("empty store: %d, %v; want > 0", empty, err)
+	}
+	mustPut(t, s, "k", strings.Repeat("v", 1000))
+	full, err := s.SizeInUse()
+	if err != nil || full-empty < 1000 || full < s.LogicalSize() {
+		t.Fatalf("after a 1000-byte put: %d (empty %d, logical %d), %v", full, empty, s.LogicalSize(), err)
+	}
+}
+
+// TestEmptyHashNotZero: the hash of an empty history is not 0 (the JSON
+// gateway would leave it out of the answer, as etcd's never is).
+func TestEmptyHashNotZero(t *testing.T) {
+	s, _ := openTest(t)
+	if h, err := s.Hash(); err != nil || h == 0 {
+		t.Fatalf("hash of an empty store: %d, %v", h, err)
+	}
+}

@@ -25,7 +25,8 @@ type Status struct {
 	Leader, RaftIndex, RaftTerm, AppliedIndex uint64
 	DBSize                                    int64
 	// DBSizeInUse is the logical size of the key space and its history,
-	// which the space quota is compared with (mvcc.Store.LogicalSize).
+	// which the space quota is compared with (mvcc.Store.LogicalSize),
+	// plus the store's own records (mvcc.Store.SizeInUse).
 	DBSizeInUse int64
 	IsLearner   bool
 	Errors      []string
@@ -41,8 +42,12 @@ func (s *Server) Status() Status {
 		RaftTerm:     st.Term,
 		AppliedIndex: s.AppliedIndex(),
 		DBSize:       s.kv.DiskSize(),
-		DBSizeInUse:  s.kv.LogicalSize(),
 		IsLearner:    m.IsLearner,
+	}
+	if inUse, err := s.kv.SizeInUse(); err == nil {
+		out.DBSizeInUse = inUse
+	} else {
+		out.DBSizeInUse = s.kv.LogicalSize()
 	}
 	for _, a := range s.alarms.list(pb.AlarmType_NONE) {
 		out.Errors = append(out.Errors, "memberID:"+formatID(a.MemberID)+" alarm:"+a.Alarm.String())

@@ -204,6 +204,10 @@ func TestStatusAndHashes(t *testing.T) {
 	if err != nil || h.Hash != 43 || h.CompactRevision != 2 || h.HashRevision != 5 {
 		t.Errorf("hashkv %+v %v", h, err)
 	}
+	// Before any compaction, etcd's compacted revision is -1.
+	if h, err := mt.HashKV(ctx, &pb.HashKVRequest{Revision: 1}); err != nil || h.CompactRevision != -1 {
+		t.Errorf("hashkv before any compaction %+v %v", h, err)
+	}
 	snap, err := mt.Snapshot(ctx, &pb.SnapshotRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +248,7 @@ func TestHandledMetricCountsEtcdCodes(t *testing.T) {
 // TestHealth checks /health as etcd answers it.
 func TestHealth(t *testing.T) {
 	f := newFakeMember()
-	h := NewHTTPHandler(f, NewMetrics(f), false)
+	h := NewHTTPHandler(f, NewMetrics(f), false, nil)
 	get := func(path string) (int, map[string]string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -287,7 +291,7 @@ func TestHealth(t *testing.T) {
 // TestLivezReadyz checks /livez and /readyz as etcd 3.6+ serves them.
 func TestLivezReadyz(t *testing.T) {
 	f := newFakeMember()
-	h := NewHTTPHandler(f, NewMetrics(f), false)
+	h := NewHTTPHandler(f, NewMetrics(f), false, nil)
 	get := func(method, path string) (int, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
@@ -336,5 +340,31 @@ func TestGRPCHealthService(t *testing.T) {
 	}
 	if _, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "nope"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("health check of an unknown service: %v, want NotFound", err)
+	}
+}
+
+// TestDowngradeRefused: synod cannot be downgraded; every request gets
+// etcd's error for what etcd would refuse too, and the previous minor
+// release (which etcd would accept) a clear refusal.
+func TestDowngradeRefused(t *testing.T) {
+	mc := pb.NewMaintenanceClient(serveFake(t, newFakeMember()))
+	for _, tc := range []struct {
+		action  pb.DowngradeRequest_DowngradeAction
+		version string
+		code    codes.Code
+		msg     string
+	}{
+		{pb.DowngradeRequest_VALIDATE, "3.0", codes.InvalidArgument, "etcdserver: invalid downgrade target version"},
+		{pb.DowngradeRequest_ENABLE, "3.7", codes.InvalidArgument, "etcdserver: invalid downgrade target version"},
+		{pb.DowngradeRequest_ENABLE, "three", codes.InvalidArgument, "etcdserver: wrong downgrade target version format"},
+		{pb.DowngradeRequest_VALIDATE, "3.06", codes.InvalidArgument, "etcdserver: wrong downgrade target version format"},
+		{pb.DowngradeRequest_ENABLE, "3.6.2", codes.FailedPrecondition, status.Convert(errCannotDowngrade).Message()},
+		{pb.DowngradeRequest_CANCEL, "", codes.FailedPrecondition, "etcdserver: no inflight downgrade job"},
+		{9, "3.6", codes.Unknown, "etcdserver: unknown method"},
+	} {
+		_, err := mc.Downgrade(context.Background(), &pb.DowngradeRequest{Action: tc.action, Version: tc.version})
+		if s, _ := status.FromError(err); s.Code() != tc.code || s.Message() != tc.msg {
+			t.Errorf("%v %q: %v; want %v %q", tc.action, tc.version, err, tc.code, tc.msg)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -69,6 +70,11 @@ var errorTable = []struct {
 	{kvapply.ErrStreamSort, status.Error(codes.Unimplemented, kvapply.ErrStreamSort.Error())},
 	{kvapply.ErrStreamFilter, status.Error(codes.Unimplemented, kvapply.ErrStreamFilter.Error())},
 
+	// Lock and election, in etcd's words (which it sends as Unknown).
+	{errMissingLeaderKey, status.Error(codes.Unknown, errMissingLeaderKey.Error())},
+	{concurrency.ErrElectionNoLeader, status.Error(codes.Unknown, concurrency.ErrElectionNoLeader.Error())},
+	{concurrency.ErrElectionNotLeader, status.Error(codes.Unknown, concurrency.ErrElectionNotLeader.Error())},
+
 	// Leases.
 	{lease.ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
 	{lease.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
@@ -92,6 +98,13 @@ func toGRPCError(err error) error {
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
+	}
+	// The lock and election services call the member through clientv3,
+	// which turns etcd's errors into rpctypes.EtcdError: send them on as
+	// they came.
+	var etcdErr rpctypes.EtcdError
+	if errors.As(err, &etcdErr) {
+		return status.Error(etcdErr.Code(), etcdErr.Error())
 	}
 	for _, e := range errorTable {
 		if errors.Is(err, e.err) {

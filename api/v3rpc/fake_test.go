@@ -183,6 +183,9 @@ func (f *fakeMember) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmRe
 func (f *fakeMember) Defragment(ctx context.Context) error { return f.called("Defragment") }
 func (f *fakeMember) Hash() (uint32, error)                { return 42, f.called("Hash") }
 func (f *fakeMember) HashKV(rev int64) (uint32, int64, int64, error) {
+	if rev == 1 { // before any compaction
+		return 41, 0, 1, f.called("HashKV")
+	}
 	return 43, 2, 5, f.called("HashKV")
 }
 func (f *fakeMember) MoveLeader(ctx context.Context, transferee uint64) error {

@@ -11,9 +11,15 @@ import (
 )
 
 // NewHTTPHandler serves /health, /livez, /readyz, /version and /metrics
-// (and /debug/pprof with enablePprof) for member s.
-func NewHTTPHandler(s Health, m *Metrics, enablePprof bool) http.Handler {
+// (and /debug/pprof with enablePprof) for member s, and the JSON gateway's
+// paths if gateway is not nil.
+func NewHTTPHandler(s Health, m *Metrics, enablePprof bool, gateway http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if gateway != nil {
+		for _, p := range gatewayPrefixes {
+			mux.Handle(p, gateway)
+		}
+	}
 	installHealth(mux, s)
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"etcdserver": server.Version, "etcdcluster": server.ClusterVersion})

@@ -41,7 +41,9 @@ func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequ
 	if err := m.s.Defragment(ctx); err != nil {
 		return nil, err
 	}
-	return &pb.DefragmentResponse{Header: m.s.Header()}, nil
+	// etcd answers an empty message, without a header; curl users and
+	// etcd's tests expect exactly {}.
+	return &pb.DefragmentResponse{}, nil
 }
 
 func (m *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
@@ -57,8 +59,12 @@ func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	hdr := m.s.Header()
-	return &pb.HashKVResponse{Header: hdr, Hash: h, CompactRevision: compacted, HashRevision: rev}, nil
+	if compacted == 0 {
+		// etcd's compacted revision before any compaction is -1; tools
+		// compare members by it.
+		compacted = -1
+	}
+	return &pb.HashKVResponse{Header: m.s.Header(), Hash: h, CompactRevision: compacted, HashRevision: rev}, nil
 }
 
 func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
@@ -83,12 +89,13 @@ func (m *maintenanceServer) Snapshot(r *pb.SnapshotRequest, stream pb.Maintenanc
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(m.s.Snapshot(pw)) }()
 	defer pr.Close()
-	hdr := m.s.Header()
 	buf := make([]byte, snapshotChunk)
 	for {
 		n, err := io.ReadFull(pr, buf)
 		if n > 0 {
-			resp := &pb.SnapshotResponse{Header: hdr, Blob: buf[:n], Version: server.Version}
+			// As etcd: no header, and the storage version (the release
+			// whose restore reads the file), as Status reports it.
+			resp := &pb.SnapshotResponse{Blob: buf[:n], Version: server.ClusterVersion}
 			if serr := stream.Send(resp); serr != nil {
 				return serr
 			}

@@ -8,14 +8,19 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/synod-db/synod/api/v3electionpb"
+	"github.com/synod-db/synod/api/v3lockpb"
 )
 
 // ClientServer serves one client listener: gRPC and HTTP on one port.
 type ClientServer struct {
-	split *splitListener
-	grpc  *grpc.Server
-	http  *http.Server
-	wg    sync.WaitGroup
+	split   *splitListener
+	grpc    *grpc.Server
+	http    *http.Server
+	self    *selfConn
+	gateway *gateway // nil if disabled
+	wg      sync.WaitGroup
 }
 
 // Options tune the client API server; zero fields take etcd's defaults.
@@ -34,6 +39,12 @@ type Options struct {
 	// MaxConcurrentStreams bounds the streams of one client connection
 	// (--max-concurrent-streams, default unbounded).
 	MaxConcurrentStreams uint32
+	// DisableGateway turns the JSON gateway (/v3/...) off
+	// (--enable-grpc-gateway=false).
+	DisableGateway bool
+	// HostWhitelist and CORS guard the HTTP side of the client URLs
+	// (--host-whitelist, --cors; see accessControl).
+	HostWhitelist, CORS []string
 }
 
 // withDefaults fills zero fields with etcd's defaults.
@@ -55,23 +66,49 @@ func (o Options) withDefaults() Options {
 
 // Serve starts serving member s's client API on ln, counting requests in
 // m (one Metrics for all of a member's listeners). Stop ends it.
-func Serve(s Backend, m *Metrics, ln net.Listener, o Options) *ClientServer {
+func Serve(s Backend, m *Metrics, ln net.Listener, o Options) (*ClientServer, error) {
+	self, err := newSelfConn(s.Config().MaxRequestBytes)
+	if err != nil {
+		return nil, err
+	}
 	c := &ClientServer{
 		split: newSplitListener(ln),
 		grpc:  NewGRPCServer(s, m, o),
-		http:  &http.Server{Handler: NewHTTPHandler(s, m, o.EnablePprof), ReadHeaderTimeout: 10 * time.Second},
+		self:  self,
 	}
-	c.wg.Add(3)
+	v3lockpb.RegisterLockServer(c.grpc, &lockServer{cli: self.cli})
+	v3electionpb.RegisterElectionServer(c.grpc, &electionServer{cli: self.cli})
+	if !o.DisableGateway {
+		gw, err := newGateway(self.conn)
+		if err != nil {
+			self.close()
+			return nil, err
+		}
+		c.gateway = gw
+	}
+	c.http = &http.Server{Handler: withAccessControl(NewHTTPHandler(s, m, o.EnablePprof, c.Gateway()), o), ReadHeaderTimeout: 10 * time.Second}
+	c.wg.Add(4)
+	go func() { defer c.wg.Done(); _ = c.grpc.Serve(self.listener()) }()
 	go func() { defer c.wg.Done(); c.split.serve() }()
 	go func() { defer c.wg.Done(); _ = c.grpc.Serve(sub{l: c.split, conns: c.split.grpcConns}) }()
 	go func() { defer c.wg.Done(); _ = c.http.Serve(sub{l: c.split, conns: c.split.httpConns}) }()
-	return c
+	return c, nil
+}
+
+// Gateway is the JSON gateway of c (nil if disabled), to serve on other
+// listeners too (--listen-client-http-urls).
+func (c *ClientServer) Gateway() http.Handler {
+	if c.gateway == nil {
+		return nil
+	}
+	return c.gateway
 }
 
 // Stop closes the listener and every client connection and waits for
 // the serving goroutines.
 func (c *ClientServer) Stop() {
 	c.split.Close()
+	c.self.close()
 	c.grpc.Stop()
 	c.http.Close()
 	c.wg.Wait()
@@ -87,18 +124,25 @@ type HTTPServer struct {
 }
 
 // ServeHTTP starts serving /metrics, /health, /livez, /readyz and
-// /version of member s on ln, and /debug/pprof if enablePprof. Stop ends
-// it.
-func ServeHTTP(s Backend, m *Metrics, ln net.Listener, enablePprof bool) *HTTPServer {
-	h := &HTTPServer{
-		http: &http.Server{Handler: NewHTTPHandler(s, m, enablePprof), ReadHeaderTimeout: 10 * time.Second},
+// /version of member s on ln; with client options (not nil) also the
+// client port's HTTP side: /debug/pprof if asked, the JSON gateway if
+// given, behind the host whitelist and CORS. Stop ends it.
+func ServeHTTP(s Backend, m *Metrics, ln net.Listener, client *Options, gateway http.Handler) *HTTPServer {
+	var h http.Handler
+	if client == nil {
+		h = NewHTTPHandler(s, m, false, nil)
+	} else {
+		h = withAccessControl(NewHTTPHandler(s, m, client.EnablePprof, gateway), *client)
+	}
+	hs := &HTTPServer{
+		http: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
 		done: make(chan struct{}),
 	}
 	go func() {
-		defer close(h.done)
-		_ = h.http.Serve(ln)
+		defer close(hs.done)
+		_ = hs.http.Serve(ln)
 	}()
-	return h
+	return hs
 }
 
 // Stop closes the listener and its connections and waits for the

@@ -31,7 +31,6 @@ const (
 	whyAuth      = "authentication is not supported yet; the auth API is not served"
 	whyDiscovery = "discovery is not supported; give --initial-cluster instead"
 	whyBbolt     = "synod keeps its key space in Pebble, not bbolt"
-	whyGateway   = "the HTTP/JSON gateway is not served yet"
 	whyTracing   = "distributed tracing is not supported yet"
 )
 
@@ -89,9 +88,6 @@ var inertFlags = []inertFlag{
 	{name: "backend-batch-limit", def: "0", why: whyBbolt + "; applied entries are committed to it in batches of synod's choosing"},
 	{name: "memory-mlock", def: "false", isBool: true, why: whyBbolt},
 	{name: "bootstrap-defrag-threshold-megabytes", def: "0", why: whyBbolt + "; Pebble reclaims space by compaction"},
-	{name: "enable-grpc-gateway", def: "true", isBool: true, why: whyGateway},
-	{name: "cors", why: whyGateway},
-	{name: "host-whitelist", def: "*", why: whyGateway},
 	{name: "enable-distributed-tracing", def: "false", isBool: true, why: whyTracing},
 	{name: "distributed-tracing-address", def: "0.0.0.0:4317", why: whyTracing},
 	{name: "distributed-tracing-service-name", def: "etcd", why: whyTracing},

@@ -59,7 +59,8 @@ type options struct {
 	heartbeatMS, electionMS                     uint
 	listenPeer, listenClient                    urlsFlag
 	listenClientHTTP, listenMetrics             optionalURLs
-	unsafeNoFsync                               bool
+	hostWhitelist, cors                         optionalURLs
+	unsafeNoFsync, gateway                      bool
 	advertisePeer, advertiseClient              urlsFlag
 	initialCluster, initialState, initialToken  string
 	maxSnapshots, maxWALs                       uint
@@ -103,6 +104,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 	fs.Var(&o.listenClient, "listen-client-urls", "comma-separated URLs to listen on for client traffic")
 	fs.Var(&o.listenClientHTTP, "listen-client-http-urls", "comma-separated URLs to serve the client HTTP endpoints (/health, /metrics, ...) on, besides the client URLs")
 	fs.Var(&o.listenMetrics, "listen-metrics-urls", "comma-separated URLs to serve /metrics and the health endpoints on, as plain HTTP")
+	fs.BoolVar(&o.gateway, "enable-grpc-gateway", true, "serve the v3 API as JSON over HTTP (/v3/...) on the client URLs")
+	o.hostWhitelist, o.cors = optionalURLs{"*"}, optionalURLs{"*"}
+	fs.Var(&o.hostWhitelist, "host-whitelist", "comma-separated host names the client HTTP endpoints answer on plain HTTP (* for any); a guard against DNS rebinding")
+	fs.Var(&o.cors, "cors", "comma-separated origins allowed for cross-origin requests to the client HTTP endpoints (* for any)")
 	fs.BoolVar(&o.unsafeNoFsync, "unsafe-no-fsync", false, "never sync to disk: a power loss loses acknowledged writes (tests only)")
 	fs.Var(&o.advertisePeer, "initial-advertise-peer-urls", "this member's peer URLs to advertise to the rest of the cluster")
 	fs.Var(&o.advertiseClient, "advertise-client-urls", "this member's client URLs to advertise to the public")
@@ -265,6 +270,9 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 			KeepAliveInterval:    o.keepAliveInterval,
 			KeepAliveTimeout:     o.keepAliveTimeout,
 			MaxConcurrentStreams: o.maxStreams,
+			DisableGateway:       !o.gateway,
+			HostWhitelist:        o.hostWhitelist,
+			CORS:                 o.cors,
 		},
 	}
 	if o.unsafeNoFsync {

@@ -544,20 +544,22 @@ func (v *view) compare(c *pb.Compare) (bool, error) {
 	return true, nil
 }
 
-// compareKV applies a validated compare to one key-value.
+// compareKV applies a validated compare to one key-value. The operand
+// is read with the getter of the target's type, which gives zero when it
+// is missing or of another type, as etcd reads it.
 func compareKV(c *pb.Compare, kv *mvcc.KeyValue) bool {
 	var r int
-	switch u := c.TargetUnion.(type) {
-	case *pb.Compare_Value:
-		r = bytes.Compare(kv.Value, u.Value)
-	case *pb.Compare_Version:
-		r = cmpInt(kv.Version, u.Version)
-	case *pb.Compare_CreateRevision:
-		r = cmpInt(kv.CreateRevision, u.CreateRevision)
-	case *pb.Compare_ModRevision:
-		r = cmpInt(kv.ModRevision, u.ModRevision)
-	case *pb.Compare_Lease:
-		r = cmpInt(kv.Lease, u.Lease)
+	switch c.Target {
+	case pb.Compare_VALUE:
+		r = bytes.Compare(kv.Value, c.GetValue())
+	case pb.Compare_VERSION:
+		r = cmpInt(kv.Version, c.GetVersion())
+	case pb.Compare_CREATE:
+		r = cmpInt(kv.CreateRevision, c.GetCreateRevision())
+	case pb.Compare_MOD:
+		r = cmpInt(kv.ModRevision, c.GetModRevision())
+	case pb.Compare_LEASE:
+		r = cmpInt(kv.Lease, c.GetLease())
 	}
 	switch c.Result {
 	case pb.Compare_EQUAL:

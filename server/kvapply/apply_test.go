@@ -568,8 +568,6 @@ func TestTxnMalformed(t *testing.T) {
 	reqs := map[string]*pb.TxnRequest{
 		"nil":                nil,
 		"nil compare":        {Compare: []*pb.Compare{nil}},
-		"no operand":         {Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_VALUE}}},
-		"wrong operand":      {Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_LEASE, TargetUnion: &pb.Compare_Value{}}}},
 		"bad target":         {Compare: []*pb.Compare{{Key: []byte("a"), Target: 99, TargetUnion: &pb.Compare_Value{}}}},
 		"bad result":         {Compare: []*pb.Compare{{Key: []byte("a"), Result: -1, TargetUnion: &pb.Compare_Version{}}}},
 		"empty compare key":  {Compare: []*pb.Compare{cmpVersion("", pb.Compare_EQUAL, 0)}},
@@ -756,5 +754,29 @@ func TestStoreError(t *testing.T) {
 	}
 	if storeError(nil) != nil {
 		t.Error("storeError(nil) is not nil")
+	}
+}
+
+// TestCompareMissingOperand: as in etcd, a compare whose operand is
+// missing, or of another target's type, compares against zero (a JSON
+// client of the gateway often leaves a zero out).
+func TestCompareMissingOperand(t *testing.T) {
+	s := openStore(t)
+	mustPut(t, s, "a", "1")
+	for _, tc := range []struct {
+		name string
+		cmp  *pb.Compare
+		want bool
+	}{
+		{"missing key, mod == (none)", &pb.Compare{Key: []byte("zz"), Target: pb.Compare_MOD}, true},
+		{"existing key, version == (none)", &pb.Compare{Key: []byte("a"), Target: pb.Compare_VERSION}, false},
+		{"existing key, version > (none)", &pb.Compare{Key: []byte("a"), Target: pb.Compare_VERSION, Result: pb.Compare_GREATER}, true},
+		{"existing key, create > (a value operand)", &pb.Compare{Key: []byte("a"), Target: pb.Compare_CREATE, Result: pb.Compare_GREATER, TargetUnion: &pb.Compare_Value{Value: []byte("x")}}, true},
+		{"existing key, value > (none)", &pb.Compare{Key: []byte("a"), Target: pb.Compare_VALUE, Result: pb.Compare_GREATER}, true},
+	} {
+		resp, err := ReadTxn(s, &pb.TxnRequest{Compare: []*pb.Compare{tc.cmp}})
+		if err != nil || resp.Succeeded != tc.want {
+			t.Errorf("%s: succeeded %v, %v; want %v", tc.name, resp.GetSucceeded(), err, tc.want)
+		}
 	}
 }

@@ -74,7 +74,6 @@ var (
 	errNilCompare      = Refuse(errors.New("etcdserver: txn compare is nil"))
 	errCompareTarget   = Refuse(errors.New("etcdserver: invalid compare target"))
 	errCompareResult   = Refuse(errors.New("etcdserver: invalid compare result"))
-	errCompareOperand  = Refuse(errors.New("etcdserver: compare operand missing or not matching the compare target"))
 	errNilRangeOp      = Refuse(errors.New("etcdserver: txn range operation has no request"))
 	errNilPutOp        = Refuse(errors.New("etcdserver: txn put operation has no request"))
 	errNilDeleteOp     = Refuse(errors.New("etcdserver: txn delete operation has no request"))

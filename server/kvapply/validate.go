@@ -188,10 +188,10 @@ func validateOp(op *pb.RequestOp, budget int) error {
 	return errKeyNotFound
 }
 
-// validateCompare checks one compare: a key, a known target and result,
-// and an operand of the target's type. etcd reads a missing or mismatched
-// operand as zero; synod rejects it, since it is always a client bug (the
-// etcd clients always set the operand, even to zero).
+// validateCompare checks one compare: a key and a known target and
+// result. The operand is not checked: as in etcd, a missing operand, or
+// one of another target's type, compares as zero (compareKV). JSON
+// clients of the gateway rely on it: they often leave a zero out.
 func validateCompare(c *pb.Compare) error {
 	if c == nil {
 		return errNilCompare
@@ -204,25 +204,11 @@ func validateCompare(c *pb.Compare) error {
 	default:
 		return errCompareResult
 	}
-	var ok bool
 	switch c.Target {
-	case pb.Compare_VERSION:
-		_, ok = c.TargetUnion.(*pb.Compare_Version)
-	case pb.Compare_CREATE:
-		_, ok = c.TargetUnion.(*pb.Compare_CreateRevision)
-	case pb.Compare_MOD:
-		_, ok = c.TargetUnion.(*pb.Compare_ModRevision)
-	case pb.Compare_VALUE:
-		_, ok = c.TargetUnion.(*pb.Compare_Value)
-	case pb.Compare_LEASE:
-		_, ok = c.TargetUnion.(*pb.Compare_Lease)
-	default:
-		return errCompareTarget
+	case pb.Compare_VERSION, pb.Compare_CREATE, pb.Compare_MOD, pb.Compare_VALUE, pb.Compare_LEASE:
+		return nil
 	}
-	if !ok {
-		return errCompareOperand
-	}
-	return nil
+	return errCompareTarget
 }
 
 // A written key and a deleted span, tagged with the unit (the index of the

@@ -122,8 +122,9 @@ func TestValidateTxn(t *testing.T) {
 		{"compare empty key", &pb.TxnRequest{Compare: []*pb.Compare{cmpVersion("", pb.Compare_EQUAL, 0)}}, lim3, errEmptyKey},
 		{"compare bad result", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Result: 4, TargetUnion: &pb.Compare_Version{}}}}, lim3, errInvalid},
 		{"compare bad target", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: 5, TargetUnion: &pb.Compare_Version{}}}}, lim3, errInvalid},
-		{"compare no operand", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_MOD}}}, lim3, errInvalid},
-		{"compare wrong operand", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_VALUE, TargetUnion: &pb.Compare_Version{}}}}, lim3, errInvalid},
+		// As in etcd, a missing or mismatched operand compares as zero.
+		{"compare no operand ok", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_MOD}}}, lim3, nil},
+		{"compare wrong operand ok", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_VALUE, TargetUnion: &pb.Compare_Version{}}}}, lim3, nil},
 		{"compare nil value operand ok", &pb.TxnRequest{Compare: []*pb.Compare{{Key: []byte("a"), Target: pb.Compare_VALUE, TargetUnion: &pb.Compare_Value{}}}}, lim3, nil},
 		{"every compare kind", &pb.TxnRequest{Compare: []*pb.Compare{good, cmpCreate("a", pb.Compare_GREATER, 1), cmpMod("a", pb.Compare_LESS, 1)}}, lim3, nil},
 		{"value and lease compares", &pb.TxnRequest{Compare: []*pb.Compare{cmpValue("a", pb.Compare_NOT_EQUAL, "x"), withEnd(cmpLease("a", pb.Compare_EQUAL, 0), "\x00")}}, lim3, nil},
