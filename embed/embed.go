@@ -30,6 +30,10 @@ type Config struct {
 	// endpoints alone (etcd's --listen-client-http-urls); the client URLs
 	// serve them too.
 	ListenClientHTTPURLs []string
+	// ReusePort and ReuseAddress set SO_REUSEPORT and SO_REUSEADDR on
+	// the TCP listeners (etcd's --socket-reuse-port and
+	// --socket-reuse-address).
+	ReusePort, ReuseAddress bool
 	// ListenMetricsURLs are extra plain HTTP listeners for /metrics and
 	// the health endpoints (etcd's --listen-metrics-urls).
 	ListenMetricsURLs []string
@@ -60,7 +64,7 @@ func Start(cfg Config) (*Member, error) {
 	bind := func(urls []string) ([]net.Listener, error) {
 		var out []net.Listener
 		for _, u := range urls {
-			ln, err := endpoint.Listen(u)
+			ln, err := endpoint.Listen(u, endpoint.Socket{ReusePort: cfg.ReusePort, ReuseAddress: cfg.ReuseAddress})
 			if err != nil {
 				return nil, err
 			}

@@ -96,8 +96,6 @@ var inertFlags = []inertFlag{
 	{name: "metrics", def: "basic", why: "synod exports one set of metrics"},
 	{name: "enable-log-rotation", def: "false", isBool: true, why: "log rotation is not supported; rotate with the system's tools (logrotate, journald)"},
 	{name: "log-rotation-config-json", def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, why: "log rotation is not supported"},
-	{name: "socket-reuse-port", def: "false", isBool: true, why: "socket options are not set"},
-	{name: "socket-reuse-address", def: "false", isBool: true, why: "socket options are not set"},
 	{name: "raft-read-timeout", def: "5s", why: "peer connections detect failures by heartbeats"},
 	{name: "raft-write-timeout", def: "5s", why: "peer connections detect failures by heartbeats"},
 	{name: "corrupt-check-time", def: "0s", why: "periodic corruption checks are not supported yet"},

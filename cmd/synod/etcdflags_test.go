@@ -129,7 +129,7 @@ func TestImplementedEtcdFlags(t *testing.T) {
 		"--watch-progress-notify-interval=2s", "--snapshot-catchup-entries=50",
 		"--feature-gates=LeaseCheckpoint=true,LeaseCheckpointPersist=true",
 		"--listen-metrics-urls=http://127.0.0.1:2381,unix://m.sock", "--listen-client-http-urls=http://127.0.0.1:2382",
-		"--unsafe-no-fsync",
+		"--unsafe-no-fsync", "--socket-reuse-port", "--socket-reuse-address",
 	}, env(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +139,9 @@ func TestImplementedEtcdFlags(t *testing.T) {
 	}
 	if !slices.Equal(cfg.ListenMetricsURLs, []string{"http://127.0.0.1:2381", "unix://m.sock"}) || !slices.Equal(cfg.ListenClientHTTPURLs, []string{"http://127.0.0.1:2382"}) {
 		t.Errorf("metrics URLs %q, client HTTP URLs %q", cfg.ListenMetricsURLs, cfg.ListenClientHTTPURLs)
+	}
+	if !cfg.ReusePort || !cfg.ReuseAddress {
+		t.Errorf("--socket-reuse-port/--socket-reuse-address not set: %v %v", cfg.ReusePort, cfg.ReuseAddress)
 	}
 	if cfg.FS != diskfs.NoSync(diskfs.Default) {
 		t.Errorf("--unsafe-no-fsync: file system %T, want diskfs.NoSync", cfg.FS)

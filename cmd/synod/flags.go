@@ -61,6 +61,7 @@ type options struct {
 	listenClientHTTP, listenMetrics             optionalURLs
 	hostWhitelist, cors                         optionalURLs
 	unsafeNoFsync, gateway                      bool
+	reusePort, reuseAddress                     bool
 	advertisePeer, advertiseClient              urlsFlag
 	initialCluster, initialState, initialToken  string
 	maxSnapshots, maxWALs                       uint
@@ -104,6 +105,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 	fs.Var(&o.listenClient, "listen-client-urls", "comma-separated URLs to listen on for client traffic")
 	fs.Var(&o.listenClientHTTP, "listen-client-http-urls", "comma-separated URLs to serve the client HTTP endpoints (/health, /metrics, ...) on, besides the client URLs")
 	fs.Var(&o.listenMetrics, "listen-metrics-urls", "comma-separated URLs to serve /metrics and the health endpoints on, as plain HTTP")
+	fs.BoolVar(&o.reusePort, "socket-reuse-port", false, "set SO_REUSEPORT on the listeners (several processes may listen on one address)")
+	fs.BoolVar(&o.reuseAddress, "socket-reuse-address", false, "set SO_REUSEADDR on the listeners (bind again while old connections are in TIME_WAIT)")
 	fs.BoolVar(&o.gateway, "enable-grpc-gateway", true, "serve the v3 API as JSON over HTTP (/v3/...) on the client URLs")
 	o.hostWhitelist, o.cors = optionalURLs{"*"}, optionalURLs{"*"}
 	fs.Var(&o.hostWhitelist, "host-whitelist", "comma-separated host names the client HTTP endpoints answer on plain HTTP (* for any); a guard against DNS rebinding")
@@ -264,6 +267,8 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 		ListenClientURLs:     o.listenClient,
 		ListenClientHTTPURLs: o.listenClientHTTP,
 		ListenMetricsURLs:    o.listenMetrics,
+		ReusePort:            o.reusePort,
+		ReuseAddress:         o.reuseAddress,
 		API: v3rpc.Options{
 			EnablePprof:          o.enablePprof,
 			KeepAliveMinTime:     o.keepAliveMinTime,

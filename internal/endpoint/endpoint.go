@@ -15,6 +15,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrInvalid is the error of every URL this package refuses.
@@ -71,20 +74,52 @@ func split(addr string) (network, address string) {
 	return "tcp", addr
 }
 
-// Listen binds a URL. A unix socket file left by a process that died is
-// removed first, as etcd does; the listener removes its file on Close.
-func Listen(raw string) (net.Listener, error) {
+// Socket holds the options of a TCP listening socket (etcd's
+// --socket-reuse-port and --socket-reuse-address).
+type Socket struct {
+	// ReusePort sets SO_REUSEPORT: several processes may listen on the
+	// same address (the kernel spreads connections among them).
+	ReusePort bool
+	// ReuseAddress sets SO_REUSEADDR: the address may be bound again at
+	// once while old connections linger in TIME_WAIT.
+	ReuseAddress bool
+}
+
+// control sets the options on a socket before it binds.
+func (o Socket) control(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if o.ReuseAddress {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		}
+		if serr == nil && o.ReusePort {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// Listen binds a URL, with the socket options o for TCP. A unix socket
+// file left by a process that died is removed first, as etcd does; the
+// listener removes its file on Close.
+func Listen(raw string, o Socket) (net.Listener, error) {
 	addr, err := Parse(raw)
 	if err != nil {
 		return nil, err
 	}
 	network, address := split(addr)
+	lc := net.ListenConfig{}
 	if network == "unix" {
 		if err := os.Remove(address); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("listen on %s: removing the old socket file: %w", raw, err)
 		}
+	} else if o != (Socket{}) {
+		lc.Control = o.control
 	}
-	ln, err := net.Listen(network, address)
+	ln, err := lc.Listen(context.Background(), network, address)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", raw, err)
 	}

@@ -53,7 +53,7 @@ func TestListenUnix(t *testing.T) {
 	if err := os.WriteFile(path, nil, 0o600); err != nil { // a stale file
 		t.Fatal(err)
 	}
-	ln, err := Listen("unix://" + path)
+	ln, err := Listen("unix://"+path, Socket{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,5 +80,30 @@ func TestListenUnix(t *testing.T) {
 	ln.Close()
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket file after Close: %v", err)
+	}
+}
+
+// TestListenReusePort: with ReusePort, two listeners bind one address at
+// once (without, the second fails: the address is in use).
+func TestListenReusePort(t *testing.T) {
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + probe.Addr().String()
+	probe.Close()
+	first, err := Listen(url, Socket{ReusePort: true, ReuseAddress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := Listen(url, Socket{ReusePort: true})
+	if err != nil {
+		t.Fatalf("second listener with SO_REUSEPORT: %v", err)
+	}
+	second.Close()
+	if l, err := Listen(url, Socket{}); err == nil {
+		l.Close()
+		t.Fatal("a listener without SO_REUSEPORT bound a used address")
 	}
 }
