@@ -286,6 +286,12 @@ func TestHealth(t *testing.T) {
 	if code, body := get("/version"); code != http.StatusOK || body["etcdserver"] != server.Version {
 		t.Errorf("version: %d %v", code, body)
 	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/vars", nil))
+	var vars map[string]any
+	if err := json.NewDecoder(rec.Body).Decode(&vars); err != nil || vars["memstats"] == nil {
+		t.Errorf("/debug/vars: %d, %v", rec.Code, err)
+	}
 }
 
 // TestLivezReadyz checks /livez and /readyz as etcd 3.6+ serves them.

@@ -2,6 +2,7 @@ package v3rpc
 
 import (
 	"encoding/json"
+	"expvar"
 	"net/http"
 	"net/http/pprof"
 
@@ -10,9 +11,9 @@ import (
 	"github.com/synod-db/synod/server"
 )
 
-// NewHTTPHandler serves /health, /livez, /readyz, /version and /metrics
-// (and /debug/pprof with enablePprof) for member s, and the JSON gateway's
-// paths if gateway is not nil.
+// NewHTTPHandler serves /health, /livez, /readyz, /version, /metrics and
+// /debug/vars (and /debug/pprof with enablePprof) for member s, and the
+// JSON gateway's paths if gateway is not nil.
 func NewHTTPHandler(s Health, m *Metrics, enablePprof bool, gateway http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if gateway != nil {
@@ -25,6 +26,9 @@ func NewHTTPHandler(s Health, m *Metrics, enablePprof bool, gateway http.Handler
 		writeJSON(w, http.StatusOK, map[string]string{"etcdserver": server.Version, "etcdcluster": server.ClusterVersion})
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	// The process's exported variables (command line, memory statistics)
+	// as JSON, served by etcd too.
+	mux.Handle("/debug/vars", expvar.Handler())
 	if enablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
