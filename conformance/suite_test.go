@@ -80,12 +80,12 @@ func TestEtcdSuite(t *testing.T) {
 		t.Fatalf("locating etcd's test module: %v", err)
 	}
 	certs := filepath.Join(strings.TrimSpace(string(dir)), "fixtures")
-	synod := runSuite(t, suite, filepath.Join(bins, "synod"), certs, pattern)
-	report := synod.counts("synod")
+	synod, needs := runSuite(t, suite, filepath.Join(bins, "synod"), certs, pattern)
+	report := synod.counts("synod", needs)
 	var etcd outcomes
 	if all {
-		etcd = runSuite(t, suite, filepath.Join(bins, "etcd"), certs, pattern)
-		report = etcd.counts("etcd 3.7.3") + report + differences(etcd, synod)
+		etcd, _ = runSuite(t, suite, filepath.Join(bins, "etcd"), certs, pattern)
+		report = etcd.counts("etcd 3.7.3", needs) + report + differences(etcd, synod, needs)
 	}
 	t.Log("\n" + report)
 	var failed []string
@@ -94,13 +94,13 @@ func TestEtcdSuite(t *testing.T) {
 	// reaches counts as failed).
 	if etcd == nil {
 		for name, res := range synod {
-			if res == "FAIL" && scope(name) == "" {
+			if res == "FAIL" && needs.scope(name) == "" {
 				failed = append(failed, name)
 			}
 		}
 	}
 	for name, res := range etcd {
-		if res == "PASS" && synod[name] != "PASS" && scope(name) == "" {
+		if res == "PASS" && synod[name] != "PASS" && needs.scope(name) == "" {
 			failed = append(failed, name)
 		}
 	}
@@ -127,16 +127,28 @@ type outcomes map[string]string
 
 var (
 	resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
+	runLine    = regexp.MustCompile(`^=== (?:RUN|CONT|NAME)\s+(\S+)`)
 	// authTest matches the tests of authentication, and those (named
 	// ...WithNoAuth and the like) that set users and roles up first.
 	authTest = regexp.MustCompile(`^Test(Auth([A-Z]|$)|User|Role|RootRole)|Auth$|V3Auth`)
 )
 
+// refusals are what synod answers when a test needs the security issue's
+// features, and the scope each reveals. etcd's e2e tests often run over
+// TLS without saying so in their names (testCtl's default configuration
+// is peer auto-TLS), so their output tells.
+var refusals = map[string]string{
+	"TLS is not supported yet":            "TLS",
+	"authentication is not supported yet": "auth",
+	"unknown service etcdserverpb.Auth":   "auth",
+}
+
 // runSuite runs the suite binary with the binaries in binDir and the
-// certificates in certDir, and returns the leaves' outcomes. The suite
+// certificates in certDir, and returns the leaves' outcomes, and the
+// tests whose output shows they need TLS or auth (refusals). The suite
 // runs in its own directory: its framework changes the working
 // directory and writes there.
-func runSuite(t *testing.T, suite, binDir, certDir, pattern string) outcomes {
+func runSuite(t *testing.T, suite, binDir, certDir, pattern string) (outcomes, needs) {
 	t.Helper()
 	cmd := exec.Command(suite, "-test.v", "-test.run", pattern, "-test.timeout", "40m", "-bin-dir", binDir, "-cert-dir", certDir)
 	cmd.Dir = t.TempDir()
@@ -145,12 +157,23 @@ func runSuite(t *testing.T, suite, binDir, certDir, pattern string) outcomes {
 	start := time.Now()
 	err := cmd.Run()
 	t.Logf("%s: %s in %v (exit: %v)", binDir, pattern, time.Since(start).Round(time.Second), err)
-	all := outcomes{}
+	all, found := outcomes{}, needs{}
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	current := ""
 	for sc.Scan() {
-		if m := resultLine.FindStringSubmatch(sc.Text()); m != nil {
+		line := sc.Text()
+		if m := resultLine.FindStringSubmatch(line); m != nil {
 			all[m[2]] = m[1]
+		}
+		if m := runLine.FindStringSubmatch(line); m != nil {
+			current = m[1]
+			continue
+		}
+		for text, scope := range refusals {
+			if current != "" && strings.Contains(line, text) {
+				found[current] = scope
+			}
 		}
 	}
 	leaves := outcomes{}
@@ -169,7 +192,28 @@ func runSuite(t *testing.T, suite, binDir, certDir, pattern string) outcomes {
 	if len(leaves) == 0 {
 		t.Fatalf("the suite reported no test results; its output ends:\n%s", tail(out.String(), 4000))
 	}
-	return leaves
+	return leaves, found
+}
+
+// needs maps tests to the scope their output showed they need.
+type needs map[string]string
+
+// scope is the scope of a test: by its name (scope), else by what its
+// output, or that of a test it is part of, showed it needs.
+func (n needs) scope(name string) string {
+	if s := scope(name); s != "" {
+		return s
+	}
+	for p := name; ; {
+		if s := n[p]; s != "" {
+			return s
+		}
+		i := strings.LastIndex(p, "/")
+		if i < 0 {
+			return ""
+		}
+		p = p[:i]
+	}
 }
 
 // scope says which issue a test belongs to if not this one: "TLS" for a
@@ -206,11 +250,11 @@ func overTLS(name string) bool {
 }
 
 // counts summarises outcomes by scope.
-func (o outcomes) counts(system string) string {
+func (o outcomes) counts(system string, n needs) string {
 	type tally struct{ pass, fail, skip int }
 	by := map[string]*tally{"": {}, "TLS": {}, "auth": {}}
 	for name, res := range o {
-		tl := by[scope(name)]
+		tl := by[n.scope(name)]
 		switch res {
 		case "PASS":
 			tl.pass++
@@ -229,11 +273,11 @@ func (o outcomes) counts(system string) string {
 }
 
 // differences lists the tests whose outcome differs between the runs.
-func differences(etcd, synod outcomes) string {
+func differences(etcd, synod outcomes, n needs) string {
 	var lines []string
 	for name, res := range etcd {
 		if synod[name] != res {
-			lines = append(lines, fmt.Sprintf("  %s: etcd %s, synod %s (%s)", name, res, or(synod[name], "not run"), or(scope(name), "in scope")))
+			lines = append(lines, fmt.Sprintf("  %s: etcd %s, synod %s (%s)", name, res, or(synod[name], "not run"), or(n.scope(name), "in scope")))
 		}
 	}
 	sort.Strings(lines)
@@ -276,5 +320,11 @@ func TestScope(t *testing.T) {
 		if got := scope(name); got != want {
 			t.Errorf("scope(%q) = %q, want %q", name, got, want)
 		}
+	}
+	// A test whose name does not tell, but whose output showed it ran
+	// over TLS, is the security issue's, with its subtests.
+	n := needs{"TestCtlV3Lock": "TLS"}
+	if n.scope("TestCtlV3Lock") != "TLS" || n.scope("TestCtlV3Lock/sub") != "TLS" || n.scope("TestCtlV3LockWithCmd") != "" {
+		t.Errorf("scope by output: %q %q %q", n.scope("TestCtlV3Lock"), n.scope("TestCtlV3Lock/sub"), n.scope("TestCtlV3LockWithCmd"))
 	}
 }

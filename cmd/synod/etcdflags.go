@@ -38,7 +38,6 @@ const (
 // etcd's default and the reason. The flags synod implements are in
 // parseFlags.
 var inertFlags = []inertFlag{
-	{name: "config-file", refuse: true, why: "configuration files are not supported yet; give the settings as flags or ETCD_* environment variables"},
 	{name: "force-new-cluster", def: "false", isBool: true, refuse: true, why: "forcing a new cluster from an existing data directory is not supported yet; restore the member from a snapshot with synodctl snapshot restore"},
 	{name: "discovery-endpoints", refuse: true, why: whyDiscovery},
 	{name: "discovery-token", refuse: true, why: whyDiscovery},

@@ -54,7 +54,7 @@ func (u *urlsFlag) Set(s string) error {
 
 // options are the values of the command-line flags.
 type options struct {
-	name, dataDir, walDir                       string
+	name, dataDir, walDir, configFile           string
 	snapshotCount                               uint64
 	heartbeatMS, electionMS                     uint
 	listenPeer, listenClient                    urlsFlag
@@ -89,8 +89,62 @@ type options struct {
 // variables for flags not given, and builds the member's configuration.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (embed.Config, *slog.Logger, error) {
 	var o options
-	fs := flag.NewFlagSet("synod", flag.ContinueOnError)
+	fs, inert := newFlagSet(&o, stderr)
+	if err := fs.Parse(args); err != nil {
+		return embed.Config{}, nil, err
+	}
+	if fs.NArg() > 0 {
+		return embed.Config{}, nil, fmt.Errorf("unexpected argument %q: synod takes flags only (see --help)", fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return embed.Config{}, nil, err
+	}
+	if o.version {
+		return embed.Config{}, nil, errVersion
+	}
+	var fileWarnings []string
+	if o.configFile != "" {
+		// As in etcd, a configuration file replaces every other flag
+		// and environment variable.
+		var fromFile options
+		fileFS, fileInert := newFlagSet(&fromFile, stderr)
+		ignored, err := applyConfigFile(fileFS, o.configFile)
+		if err != nil {
+			return embed.Config{}, nil, err
+		}
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "config-file" {
+				fileWarnings = append(fileWarnings, fmt.Sprintf("--%s is ignored: --config-file %s replaces every other flag and ETCD_* variable, as in etcd", f.Name, o.configFile))
+			}
+		})
+		fileWarnings = append(fileWarnings, ignored...)
+		o, fs, inert = fromFile, fileFS, fileInert
+	}
+	warnings, err := checkInertFlags(fs, inert)
+	if err != nil {
+		return embed.Config{}, nil, err
+	}
+	warnings = append(fileWarnings, warnings...)
+	warnings = append(warnings, o.featureGates.warnings()...)
+	if o.unsafeNoFsync {
+		warnings = append(warnings, "--unsafe-no-fsync: nothing is synced to disk; a power loss or a kernel crash loses acknowledged writes and may corrupt the data directory (use it for tests only)")
+	}
+	cfg, logger, err := o.config(stderr)
+	if err != nil {
+		return embed.Config{}, nil, err
+	}
+	for _, w := range warnings {
+		logger.Warn(w)
+	}
+	return cfg, logger, nil
+}
+
+// newFlagSet registers synod's flags, etcd's, on a new flag set writing
+// into o; inert are etcd's flags synod accepts without acting on them.
+func newFlagSet(o *options, stderr io.Writer) (fs *flag.FlagSet, inert map[string]*inertValue) {
+	fs = flag.NewFlagSet("synod", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&o.configFile, "config-file", "", "path to an etcd YAML configuration file; it replaces every other flag and ETCD_* variable")
 	fs.StringVar(&o.name, "name", "default", "human-readable name for this member")
 	fs.StringVar(&o.dataDir, "data-dir", "", "path to the data directory (default \"${name}.etcd\")")
 	fs.StringVar(&o.walDir, "wal-dir", "", "path to a dedicated WAL directory (default: inside the data directory)")
@@ -144,36 +198,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 	fs.DurationVar(&o.keepAliveInterval, "grpc-keepalive-interval", 2*time.Hour, "how often the server pings an idle client connection (0 disables)")
 	fs.DurationVar(&o.keepAliveTimeout, "grpc-keepalive-timeout", 20*time.Second, "how long the server waits for a ping's answer before it closes the connection")
 	fs.Var(uint32Flag{&o.maxStreams}, "max-concurrent-streams", "maximum concurrent streams one client connection may open (default 4294967295)")
-	inert := addInertFlags(fs)
+	inert = addInertFlags(fs)
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve runtime profiling data on /debug/pprof/ of the client port")
-	if err := fs.Parse(args); err != nil {
-		return embed.Config{}, nil, err
-	}
-	if fs.NArg() > 0 {
-		return embed.Config{}, nil, fmt.Errorf("unexpected argument %q: synod takes flags only (see --help)", fs.Arg(0))
-	}
-	if err := applyEnv(fs, getenv); err != nil {
-		return embed.Config{}, nil, err
-	}
-	if o.version {
-		return embed.Config{}, nil, errVersion
-	}
-	warnings, err := checkInertFlags(fs, inert)
-	if err != nil {
-		return embed.Config{}, nil, err
-	}
-	warnings = append(warnings, o.featureGates.warnings()...)
-	if o.unsafeNoFsync {
-		warnings = append(warnings, "--unsafe-no-fsync: nothing is synced to disk; a power loss or a kernel crash loses acknowledged writes and may corrupt the data directory (use it for tests only)")
-	}
-	cfg, logger, err := o.config(stderr)
-	if err != nil {
-		return embed.Config{}, nil, err
-	}
-	for _, w := range warnings {
-		logger.Warn(w)
-	}
-	return cfg, logger, nil
+	return fs, inert
 }
 
 // errVersion asks run to print the version instead of starting.
