@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -144,6 +145,7 @@ func (a *applier) applyJob(j applyJob) error {
 		}
 		group = group[:0]
 		var err error
+		start := time.Now()
 		switch e.Type {
 		case raftpb.EntryNormal:
 			err = a.applyNormal(e, req, exp)
@@ -153,6 +155,7 @@ func (a *applier) applyJob(j applyJob) error {
 		if err != nil {
 			return err
 		}
+		a.warnIfSlow(start, e.Index, e.Index)
 		last = e.Index
 	}
 	if err := a.applyKVWrites(group); err != nil {
@@ -163,6 +166,17 @@ func (a *applier) applyJob(j applyJob) error {
 		a.maybeSnapshot(last)
 	}
 	return nil
+}
+
+// warnIfSlow logs, in etcd's words, entries first to last whose apply
+// began at start and took longer than the configured warning duration:
+// a slow disk or an expensive request (a large range delete) shows
+// there before it shows as a leader that cannot keep up.
+func (a *applier) warnIfSlow(start time.Time, first, last uint64) {
+	if took := time.Since(start); took > a.cfg.WarnApplyDuration {
+		a.lg.Warn("apply request took too long", "took", took.String(), "expected-duration", a.cfg.WarnApplyDuration.String(),
+			"first-index", first, "last-index", last)
+	}
 }
 
 // applySnapshot replaces the key space with a snapshot the raft loop has
@@ -302,6 +316,7 @@ func (a *applier) applyKVWrites(writes []kvWrite) error {
 // applyKVGroup applies a prefix of writes in one group and returns its
 // length.
 func (a *applier) applyKVGroup(writes []kvWrite) (int, error) {
+	start := time.Now()
 	g, err := a.kv.Group()
 	if err != nil {
 		return 0, fmt.Errorf("apply entry %d: %w", writes[0].index, err)
@@ -327,6 +342,7 @@ func (a *applier) applyKVGroup(writes []kvWrite) (int, error) {
 	if err := g.Commit(); err != nil {
 		return 0, fmt.Errorf("apply entries %d-%d: %w", writes[0].index, writes[n-1].index, err)
 	}
+	a.warnIfSlow(start, writes[0].index, writes[n-1].index)
 	for i := range done {
 		d := &done[i]
 		if d.err == nil && d.resp != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,9 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -486,4 +489,23 @@ func BenchmarkEncodeEntry(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSlowApplyWarning: entries whose apply takes longer than
+// WarnApplyDuration are logged in etcd's words; with a generous limit
+// nothing is.
+func TestSlowApplyWarning(t *testing.T) {
+	for _, limit := range []time.Duration{time.Nanosecond, time.Hour} {
+		a, _ := newTestApplier(t, nil)
+		var logs bytes.Buffer
+		a.lg = slog.New(slog.NewTextHandler(&logs, nil))
+		a.cfg.WarnApplyDuration = limit
+		put := &pb.InternalRaftRequest{ID: 1, Put: &pb.PutRequest{Key: []byte("k"), Value: []byte("v")}}
+		if err := a.applyJob(applyJob{entries: []raftpb.Entry{entryOf(t, 1, 1, put), {Index: 2, Term: 1, Type: raftpb.EntryNormal}}}); err != nil {
+			t.Fatal(err)
+		}
+		if warned := strings.Contains(logs.String(), "apply request took too long"); warned != (limit == time.Nanosecond) {
+			t.Errorf("limit %v: warned %v; log:\n%s", limit, warned, logs.String())
+		}
+	}
 }

@@ -106,7 +106,15 @@ type Config struct {
 	// which loses the unsynced writes of all of them at one instant, to
 	// check that everything acknowledged survives a power loss.
 	FS diskfs.FS
+
+	// WarnApplyDuration is how long applying a batch of entries may take
+	// before it is logged as slow (etcd's --warning-apply-duration;
+	// 0: DefaultWarnApplyDuration).
+	WarnApplyDuration time.Duration
 }
+
+// DefaultWarnApplyDuration is etcd's default --warning-apply-duration.
+const DefaultWarnApplyDuration = 100 * time.Millisecond
 
 // Defaults used when a Config field is zero.
 const (
@@ -208,6 +216,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.WarnApplyDuration <= 0 {
+		c.WarnApplyDuration = DefaultWarnApplyDuration
 	}
 	if c.Exit == nil {
 		c.Exit = os.Exit

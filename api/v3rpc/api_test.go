@@ -1,9 +1,11 @@
 package v3rpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -371,6 +374,29 @@ func TestDowngradeRefused(t *testing.T) {
 		_, err := mc.Downgrade(context.Background(), &pb.DowngradeRequest{Action: tc.action, Version: tc.version})
 		if s, _ := status.FromError(err); s.Code() != tc.code || s.Message() != tc.msg {
 			t.Errorf("%v %q: %v; want %v %q", tc.action, tc.version, err, tc.code, tc.msg)
+		}
+	}
+}
+
+// TestSlowRequestWarning: a unary request slower than the limit is
+// logged as etcd logs it ("request stats"), with sizes but not contents.
+func TestSlowRequestWarning(t *testing.T) {
+	for _, limit := range []time.Duration{time.Nanosecond, time.Hour} {
+		var logs bytes.Buffer
+		intercept := slowUnary(slog.New(slog.NewTextHandler(&logs, nil)), limit)
+		req := &pb.PutRequest{Key: []byte("secret-key"), Value: []byte("secret-value")}
+		_, err := intercept(context.Background(), req, &grpc.UnaryServerInfo{FullMethod: "/etcdserverpb.KV/Put"}, func(ctx context.Context, req any) (any, error) {
+			return &pb.PutResponse{}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := logs.String()
+		if warned := strings.Contains(out, "request stats"); warned != (limit == time.Nanosecond) {
+			t.Errorf("limit %v: warned %v; log:\n%s", limit, warned, out)
+		}
+		if strings.Contains(out, "secret") {
+			t.Errorf("the log holds the request's contents:\n%s", out)
 		}
 	}
 }

@@ -45,7 +45,7 @@ func NewGRPCServer(s Backend, m *Metrics, o Options) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: o.KeepAliveMinTime}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: o.KeepAliveInterval, Timeout: o.KeepAliveTimeout}),
 		grpc.NumStreamWorkers(streamWorkers),
-		grpc.ChainUnaryInterceptor(m.unary, learnerUnary(s), requireLeaderUnary(s), errorsUnary),
+		grpc.ChainUnaryInterceptor(slowUnary(s.Config().Logger, o.WarnUnaryDuration), m.unary, learnerUnary(s), requireLeaderUnary(s), errorsUnary),
 		grpc.ChainStreamInterceptor(m.stream, learnerStream(s), requireLeaderStream(s), errorsStream),
 	)
 	pb.RegisterKVServer(g, newKVServer(s))

@@ -45,6 +45,10 @@ type Options struct {
 	// HostWhitelist and CORS guard the HTTP side of the client URLs
 	// (--host-whitelist, --cors; see accessControl).
 	HostWhitelist, CORS []string
+	// WarnUnaryDuration is how long a unary request may take before it
+	// is logged as slow (--warning-unary-request-duration, default
+	// 300ms).
+	WarnUnaryDuration time.Duration
 }
 
 // withDefaults fills zero fields with etcd's defaults.
@@ -60,6 +64,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxConcurrentStreams == 0 {
 		o.MaxConcurrentStreams = math.MaxUint32
+	}
+	if o.WarnUnaryDuration == 0 {
+		o.WarnUnaryDuration = 300 * time.Millisecond
 	}
 	return o
 }

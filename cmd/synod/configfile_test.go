@@ -91,10 +91,10 @@ func TestConfigFile(t *testing.T) {
 // start-up with the file named; an unknown key is only a warning.
 func TestConfigFileRefusals(t *testing.T) {
 	for text, want := range map[string]string{
-		"name: [unclosed":                                 "not a YAML mapping",
+		"name: [unclosed": "not a YAML mapping",
 		"client-transport-security:\n  cert-file: a.crt": "--cert-file=a.crt is not supported",
-		"heartbeat-interval: soon":                        "heartbeat-interval",
-		"client-transport-security: yes":                  "must be a mapping",
+		"heartbeat-interval: soon":                       "heartbeat-interval",
+		"client-transport-security: yes":                 "must be a mapping",
 	} {
 		path := writeConfig(t, text)
 		if _, _, err := parseFlags([]string{"--config-file=" + path}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), want) {

@@ -102,8 +102,6 @@ var inertFlags = []inertFlag{
 	{name: "compaction-batch-limit", def: "1000", why: "compaction deletes in Pebble range deletions, not batches"},
 	{name: "compaction-sleep-interval", def: "10ms", why: "compaction deletes in Pebble range deletions, not batches"},
 	{name: "downgrade-check-time", def: "5s", why: "downgrades are not supported"},
-	{name: "warning-apply-duration", def: "100ms", why: "slow applies are not logged yet"},
-	{name: "warning-unary-request-duration", def: "300ms", why: "slow requests are not logged yet"},
 	{name: "v2-deprecation", def: "write-only", why: "synod never served the v2 API"},
 }
 

@@ -62,6 +62,7 @@ type options struct {
 	hostWhitelist, cors                         optionalURLs
 	unsafeNoFsync, gateway                      bool
 	reusePort, reuseAddress                     bool
+	warnApply, warnUnary                        time.Duration
 	advertisePeer, advertiseClient              urlsFlag
 	initialCluster, initialState, initialToken  string
 	maxSnapshots, maxWALs                       uint
@@ -161,6 +162,8 @@ func newFlagSet(o *options, stderr io.Writer) (fs *flag.FlagSet, inert map[strin
 	fs.Var(&o.listenMetrics, "listen-metrics-urls", "comma-separated URLs to serve /metrics and the health endpoints on, as plain HTTP")
 	fs.BoolVar(&o.reusePort, "socket-reuse-port", false, "set SO_REUSEPORT on the listeners (several processes may listen on one address)")
 	fs.BoolVar(&o.reuseAddress, "socket-reuse-address", false, "set SO_REUSEADDR on the listeners (bind again while old connections are in TIME_WAIT)")
+	fs.DurationVar(&o.warnApply, "warning-apply-duration", server.DefaultWarnApplyDuration, "log applies of entries that take longer than this")
+	fs.DurationVar(&o.warnUnary, "warning-unary-request-duration", 300*time.Millisecond, "log unary client requests that take longer than this")
 	fs.BoolVar(&o.gateway, "enable-grpc-gateway", true, "serve the v3 API as JSON over HTTP (/v3/...) on the client URLs")
 	o.hostWhitelist, o.cors = optionalURLs{"*"}, optionalURLs{"*"}
 	fs.Var(&o.hostWhitelist, "host-whitelist", "comma-separated host names the client HTTP endpoints answer on plain HTTP (* for any); a guard against DNS rebinding")
@@ -288,6 +291,7 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 			SlowFirstElection:      !o.electionTickAdvance,
 			MaxLearners:            o.maxLearners,
 			Watch:                  watch.Options{ProgressInterval: o.watchProgressInterval},
+			WarnApplyDuration:      o.warnApply,
 			Logger:                 logger,
 		},
 		ListenPeerURLs:       o.listenPeer,
@@ -303,6 +307,7 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 			KeepAliveTimeout:     o.keepAliveTimeout,
 			MaxConcurrentStreams: o.maxStreams,
 			DisableGateway:       !o.gateway,
+			WarnUnaryDuration:    o.warnUnary,
 			HostWhitelist:        o.hostWhitelist,
 			CORS:                 o.cors,
 		},
