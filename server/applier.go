@@ -326,6 +326,13 @@ func (a *applier) applyKVGroup(writes []kvWrite) (int, error) {
 	n := 0
 	for n < len(writes) && (n == 0 || g.Size() < maxGroupBytes) {
 		w := writes[n]
+		if a.alarms.active(pb.AlarmType_CORRUPT) {
+			// Raised by an entry before this one: every member refuses
+			// the write alike (etcd's corrupt applier).
+			done = append(done, kvApplied{id: w.req.ID, err: ErrCorrupt})
+			n++
+			continue
+		}
 		resp, rev, events, err := applyKVWrite(g, w.index, w.req, a.leases.checker)
 		if errors.Is(err, mvcc.ErrGroupUndo) {
 			// A failed write left changes behind: apply the writes before

@@ -107,6 +107,12 @@ type Config struct {
 	// check that everything acknowledged survives a power loss.
 	FS diskfs.FS
 
+	// CorruptCheckTime, if positive, is how often the leader compares
+	// its key space's hash with the other members' (etcd's
+	// --corrupt-check-time); a member that differs gets the CORRUPT
+	// alarm, which stops writes.
+	CorruptCheckTime time.Duration
+
 	// WarnApplyDuration is how long applying a batch of entries may take
 	// before it is logged as slow (etcd's --warning-apply-duration;
 	// 0: DefaultWarnApplyDuration).

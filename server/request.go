@@ -126,6 +126,9 @@ func (s *Server) Header() *pb.ResponseHeader {
 // raises the alarm; deletes go through, so that space can be freed, as
 // in etcd.
 func (s *Server) proposeWrite(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
+	if s.alarms.active(pb.AlarmType_CORRUPT) {
+		return nil, ErrCorrupt
+	}
 	if cost := quotaCost(r); cost > 0 {
 		if s.alarms.active(pb.AlarmType_NOSPACE) {
 			return nil, ErrNoSpace

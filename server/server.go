@@ -162,6 +162,10 @@ func (s *Server) Start() {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.compactLoop() }()
 	}
+	if s.cfg.CorruptCheckTime > 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.corruptCheckLoop() }()
+	}
 }
 
 // Stop stops the member: goroutines first, then the files. It is safe to

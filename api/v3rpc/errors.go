@@ -36,6 +36,7 @@ var errorTable = []struct {
 	{server.ErrRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{server.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests},
 	{server.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+	{server.ErrCorrupt, rpctypes.ErrGRPCCorrupt},
 	{server.ErrUnhealthy, rpctypes.ErrGRPCUnhealthy},
 	{server.ErrResultUnknown, errGRPCResultUnknown},
 	{server.ErrStaleExpiry, status.Error(codes.FailedPrecondition, server.ErrStaleExpiry.Error())},

@@ -97,7 +97,6 @@ var inertFlags = []inertFlag{
 	{name: "log-rotation-config-json", def: `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`, why: "log rotation is not supported"},
 	{name: "raft-read-timeout", def: "5s", why: "peer connections detect failures by heartbeats"},
 	{name: "raft-write-timeout", def: "5s", why: "peer connections detect failures by heartbeats"},
-	{name: "corrupt-check-time", def: "0s", why: "periodic corruption checks are not supported yet"},
 	{name: "compact-hash-check-time", def: "1m0s", why: "periodic corruption checks are not supported yet"},
 	{name: "compaction-batch-limit", def: "1000", why: "compaction deletes in Pebble range deletions, not batches"},
 	{name: "compaction-sleep-interval", def: "10ms", why: "compaction deletes in Pebble range deletions, not batches"},

@@ -62,7 +62,7 @@ type options struct {
 	hostWhitelist, cors                         optionalURLs
 	unsafeNoFsync, gateway                      bool
 	reusePort, reuseAddress                     bool
-	warnApply, warnUnary                        time.Duration
+	warnApply, warnUnary, corruptCheck          time.Duration
 	advertisePeer, advertiseClient              urlsFlag
 	initialCluster, initialState, initialToken  string
 	maxSnapshots, maxWALs                       uint
@@ -162,6 +162,7 @@ func newFlagSet(o *options, stderr io.Writer) (fs *flag.FlagSet, inert map[strin
 	fs.Var(&o.listenMetrics, "listen-metrics-urls", "comma-separated URLs to serve /metrics and the health endpoints on, as plain HTTP")
 	fs.BoolVar(&o.reusePort, "socket-reuse-port", false, "set SO_REUSEPORT on the listeners (several processes may listen on one address)")
 	fs.BoolVar(&o.reuseAddress, "socket-reuse-address", false, "set SO_REUSEADDR on the listeners (bind again while old connections are in TIME_WAIT)")
+	fs.DurationVar(&o.corruptCheck, "corrupt-check-time", 0, "how often the leader compares its data's hash with the other members' (0: never); a member that differs gets the CORRUPT alarm")
 	fs.DurationVar(&o.warnApply, "warning-apply-duration", server.DefaultWarnApplyDuration, "log applies of entries that take longer than this")
 	fs.DurationVar(&o.warnUnary, "warning-unary-request-duration", 300*time.Millisecond, "log unary client requests that take longer than this")
 	fs.BoolVar(&o.gateway, "enable-grpc-gateway", true, "serve the v3 API as JSON over HTTP (/v3/...) on the client URLs")
@@ -292,6 +293,7 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 			MaxLearners:            o.maxLearners,
 			Watch:                  watch.Options{ProgressInterval: o.watchProgressInterval},
 			WarnApplyDuration:      o.warnApply,
+			CorruptCheckTime:       o.corruptCheck,
 			Logger:                 logger,
 		},
 		ListenPeerURLs:       o.listenPeer,

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/synod-db/synod/internal/endpoint"
+)
+
+// ErrCorrupt refuses writes while the CORRUPT alarm is raised: a member's
+// key space differs from the others' at the same revision, and writing
+// on would spread whatever went wrong.
+var ErrCorrupt = errors.New("server: corrupt cluster")
+
+// corruptCheckLoop runs checkCorruption every CorruptCheckTime while this
+// member leads (etcd's --corrupt-check-time).
+func (s *Server) corruptCheckLoop() {
+	t := time.NewTicker(s.cfg.CorruptCheckTime)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.stopping:
+			return
+		}
+		if s.lead.Load() != s.id {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+		if err := s.checkCorruption(ctx); err != nil {
+			s.lg.Warn("corruption check", "err", err)
+		}
+		cancel()
+	}
+}
+
+// checkCorruption compares every other member's HashKV at the leader's
+// revision, or at its own if it is behind (asked through its client
+// URL), with the leader's at that revision. A member whose hash differs, after the same compaction,
+// holds a different history: it gets the CORRUPT alarm. If the members
+// that differ are a majority of those compared and agree among
+// themselves, the leader is the odd one and gets it. A member compacted
+// differently, or silent, is checked next time.
+func (s *Server) checkCorruption(ctx context.Context) error {
+	type revHash struct {
+		rev  int64
+		hash uint32
+	}
+	mine := map[int64]uint32{} // the leader's hash at each revision asked
+	cur := s.kv.Rev()
+	var differ []uint64
+	var others []revHash
+	compared := 0
+	for _, m := range s.members.list() {
+		if m.ID == s.id || len(m.ClientURLs) == 0 {
+			continue
+		}
+		// At the leader's revision; a member behind answers at its own.
+		h, err := hashOfPeer(ctx, m.ClientURLs[0], cur)
+		if errors.Is(err, rpctypes.ErrGRPCFutureRev) {
+			h, err = hashOfPeer(ctx, m.ClientURLs[0], 0)
+		}
+		if err != nil {
+			s.lg.Debug("corruption check: no hash from a member", "member", formatID(m.ID), "err", err)
+			continue
+		}
+		rev := h.HashRevision
+		own, ok := mine[rev]
+		if !ok {
+			hash, compacted, err := s.kv.HashByRev(rev)
+			// -1, etcd's "never compacted", is the store's 0.
+			if err != nil || compacted != max(h.CompactRevision, 0) {
+				continue // ahead of the leader, or compacted differently
+			}
+			own, mine[rev] = hash, hash
+		}
+		compared++
+		if h.Hash != own {
+			differ = append(differ, m.ID)
+			others = append(others, revHash{rev, h.Hash})
+		}
+	}
+	if len(differ) == 0 {
+		return nil
+	}
+	corrupt := differ
+	agree := true
+	for _, o := range others[1:] {
+		agree = agree && o == others[0]
+	}
+	if agree && len(differ)*2 > compared {
+		corrupt = []uint64{s.id}
+	}
+	for _, id := range corrupt {
+		s.lg.Error("found data inconsistency with peers", "member", formatID(id), "compared-members", compared, "differing-members", len(differ))
+		req := &pb.AlarmRequest{Action: pb.AlarmRequest_ACTIVATE, MemberID: id, Alarm: pb.AlarmType_CORRUPT}
+		if _, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: req}); err != nil {
+			return fmt.Errorf("raise CORRUPT for %s: %w", formatID(id), err)
+		}
+	}
+	return nil
+}
+
+// hashOfPeer asks a member for its HashKV at rev, through its client URL.
+func hashOfPeer(ctx context.Context, clientURL string, rev int64) (*pb.HashKVResponse, error) {
+	addr, err := endpoint.Parse(clientURL)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return endpoint.Dial(ctx, &net.Dialer{}, addr)
+		}))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return pb.NewMaintenanceClient(conn).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
+}
