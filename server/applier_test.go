@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -507,5 +509,45 @@ func TestSlowApplyWarning(t *testing.T) {
 		if warned := strings.Contains(logs.String(), "apply request took too long"); warned != (limit == time.Nanosecond) {
 			t.Errorf("limit %v: warned %v; log:\n%s", limit, warned, logs.String())
 		}
+	}
+}
+
+// TestBootstrapDefrag: at start-up, key-space files holding at least the
+// threshold beyond the data in use are compacted (and say so); below it
+// the member logs etcd's "Skipping defragmentation".
+func TestBootstrapDefrag(t *testing.T) {
+	for _, tc := range []struct {
+		threshold int64
+		want      string
+	}{
+		{1 << 40, "Skipping defragmentation"},
+		{1, "defragmenting the key space before start-up"},
+	} {
+		kv, err := mvcc.Open(filepath.Join(t.TempDir(), "kv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			if _, _, err := kv.Put(0, []byte(fmt.Sprint(i)), bytes.Repeat([]byte("v"), 1000), 0, mvcc.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Delete it all and compact: the files hold more than is in use.
+		rev, _, _, err := kv.DeleteRange(0, []byte{0}, []byte{0xff}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Compact(0, rev); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		s := &Server{cfg: Config{BootstrapDefragThreshold: tc.threshold}, kv: kv, lg: slog.New(slog.NewTextHandler(&logs, nil))}
+		if err := s.bootstrapDefrag(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(logs.String(), tc.want) {
+			t.Errorf("threshold %d: log lacks %q:\n%s", tc.threshold, tc.want, logs.String())
+		}
+		kv.Close()
 	}
 }

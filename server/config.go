@@ -107,6 +107,12 @@ type Config struct {
 	// check that everything acknowledged survives a power loss.
 	FS diskfs.FS
 
+	// BootstrapDefragThreshold, if positive, is how many bytes of the
+	// key space's files beyond the data in use make the member compact
+	// them before it starts (etcd's
+	// --bootstrap-defrag-threshold-megabytes, in bytes).
+	BootstrapDefragThreshold int64
+
 	// CorruptCheckTime, if positive, is how often the leader compares
 	// its key space's hash with the other members' (etcd's
 	// --corrupt-check-time); a member that differs gets the CORRUPT

@@ -123,6 +123,9 @@ func (s *Server) openStorage() error {
 	if err != nil {
 		return fmt.Errorf("open key space: %w", err)
 	}
+	if err := s.bootstrapDefrag(); err != nil {
+		return err
+	}
 	maxSnaps := s.cfg.MaxSnapshots
 	if maxSnaps == 0 {
 		maxSnaps = -1
@@ -421,4 +424,27 @@ func loadMembers(kv *mvcc.Store, members *membership) error {
 		return err
 	}
 	return members.load(b)
+}
+
+// bootstrapDefrag compacts the key space's files before the member
+// starts when they hold at least BootstrapDefragThreshold bytes more
+// than the data in use (etcd's --bootstrap-defrag-threshold-megabytes),
+// so that a member restarted after a large deletion gives the disk back
+// before it serves, not later under load.
+func (s *Server) bootstrapDefrag() error {
+	threshold := s.cfg.BootstrapDefragThreshold
+	if threshold <= 0 {
+		return nil
+	}
+	size, inUse := s.kv.DiskSize(), s.kv.LogicalSize()
+	if size-inUse < threshold {
+		s.lg.Info("Skipping defragmentation", "current-db-size-bytes", size, "current-db-size-in-use-bytes", inUse, "defrag-threshold-bytes", threshold)
+		return nil
+	}
+	s.lg.Info("defragmenting the key space before start-up", "current-db-size-bytes", size, "current-db-size-in-use-bytes", inUse, "defrag-threshold-bytes", threshold)
+	if err := s.kv.Defragment(context.Background()); err != nil {
+		return fmt.Errorf("defragment at start-up: %w", err)
+	}
+	s.lg.Info("defragmented", "db-size-bytes", s.kv.DiskSize())
+	return nil
 }

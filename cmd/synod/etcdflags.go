@@ -86,7 +86,6 @@ var inertFlags = []inertFlag{
 	{name: "backend-batch-interval", def: "0s", why: whyBbolt + "; applied entries are committed to it in batches of synod's choosing"},
 	{name: "backend-batch-limit", def: "0", why: whyBbolt + "; applied entries are committed to it in batches of synod's choosing"},
 	{name: "memory-mlock", def: "false", isBool: true, why: whyBbolt},
-	{name: "bootstrap-defrag-threshold-megabytes", def: "0", why: whyBbolt + "; Pebble reclaims space by compaction"},
 	{name: "enable-distributed-tracing", def: "false", isBool: true, why: whyTracing},
 	{name: "distributed-tracing-address", def: "0.0.0.0:4317", why: whyTracing},
 	{name: "distributed-tracing-service-name", def: "etcd", why: whyTracing},

@@ -63,6 +63,7 @@ type options struct {
 	unsafeNoFsync, gateway                      bool
 	reusePort, reuseAddress                     bool
 	warnApply, warnUnary, corruptCheck          time.Duration
+	bootstrapDefragMB                           uint
 	advertisePeer, advertiseClient              urlsFlag
 	initialCluster, initialState, initialToken  string
 	maxSnapshots, maxWALs                       uint
@@ -162,6 +163,7 @@ func newFlagSet(o *options, stderr io.Writer) (fs *flag.FlagSet, inert map[strin
 	fs.Var(&o.listenMetrics, "listen-metrics-urls", "comma-separated URLs to serve /metrics and the health endpoints on, as plain HTTP")
 	fs.BoolVar(&o.reusePort, "socket-reuse-port", false, "set SO_REUSEPORT on the listeners (several processes may listen on one address)")
 	fs.BoolVar(&o.reuseAddress, "socket-reuse-address", false, "set SO_REUSEADDR on the listeners (bind again while old connections are in TIME_WAIT)")
+	fs.UintVar(&o.bootstrapDefragMB, "bootstrap-defrag-threshold-megabytes", 0, "at start-up, compact the key space's files if they hold this many MB more than the data in use (0: never)")
 	fs.DurationVar(&o.corruptCheck, "corrupt-check-time", 0, "how often the leader compares its data's hash with the other members' (0: never); a member that differs gets the CORRUPT alarm")
 	fs.DurationVar(&o.warnApply, "warning-apply-duration", server.DefaultWarnApplyDuration, "log applies of entries that take longer than this")
 	fs.DurationVar(&o.warnUnary, "warning-unary-request-duration", 300*time.Millisecond, "log unary client requests that take longer than this")
@@ -267,34 +269,35 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 	maxSnaps, maxWALs := int(o.maxSnapshots), int(o.maxWALs)
 	cfg := embed.Config{
 		Config: server.Config{
-			Name:                   o.name,
-			DataDir:                o.dataDir,
-			WALDir:                 o.walDir,
-			SnapshotCount:          o.snapshotCount,
-			MaxSnapshots:           maxSnaps,
-			MaxWALs:                maxWALs,
-			HeartbeatInterval:      time.Duration(o.heartbeatMS) * time.Millisecond,
-			ElectionTimeout:        time.Duration(o.electionMS) * time.Millisecond,
-			PreVote:                o.preVote,
-			LeaseReads:             o.leaseReads,
-			PeerURLs:               o.advertisePeer,
-			ClientURLs:             o.advertiseClient,
-			InitialCluster:         ic,
-			InitialClusterState:    o.initialState,
-			InitialClusterToken:    o.initialToken,
-			QuotaBackendBytes:      o.quotaBytes,
-			MaxTxnOps:              int(o.maxTxnOps),
-			MaxRequestBytes:        int(o.maxRequestBytes),
-			AutoCompaction:         retention,
-			Lease:                  leaseConfig(o.leaseCheckpoint || o.featureGates.enabled("LeaseCheckpoint"), o.leaseCheckpointInterval),
-			SnapshotCatchUpEntries: o.snapshotCatchUp,
-			SkipReconfigCheck:      !o.strictReconfig,
-			SlowFirstElection:      !o.electionTickAdvance,
-			MaxLearners:            o.maxLearners,
-			Watch:                  watch.Options{ProgressInterval: o.watchProgressInterval},
-			WarnApplyDuration:      o.warnApply,
-			CorruptCheckTime:       o.corruptCheck,
-			Logger:                 logger,
+			Name:                     o.name,
+			DataDir:                  o.dataDir,
+			WALDir:                   o.walDir,
+			SnapshotCount:            o.snapshotCount,
+			MaxSnapshots:             maxSnaps,
+			MaxWALs:                  maxWALs,
+			HeartbeatInterval:        time.Duration(o.heartbeatMS) * time.Millisecond,
+			ElectionTimeout:          time.Duration(o.electionMS) * time.Millisecond,
+			PreVote:                  o.preVote,
+			LeaseReads:               o.leaseReads,
+			PeerURLs:                 o.advertisePeer,
+			ClientURLs:               o.advertiseClient,
+			InitialCluster:           ic,
+			InitialClusterState:      o.initialState,
+			InitialClusterToken:      o.initialToken,
+			QuotaBackendBytes:        o.quotaBytes,
+			MaxTxnOps:                int(o.maxTxnOps),
+			MaxRequestBytes:          int(o.maxRequestBytes),
+			AutoCompaction:           retention,
+			Lease:                    leaseConfig(o.leaseCheckpoint || o.featureGates.enabled("LeaseCheckpoint"), o.leaseCheckpointInterval),
+			SnapshotCatchUpEntries:   o.snapshotCatchUp,
+			SkipReconfigCheck:        !o.strictReconfig,
+			SlowFirstElection:        !o.electionTickAdvance,
+			MaxLearners:              o.maxLearners,
+			Watch:                    watch.Options{ProgressInterval: o.watchProgressInterval},
+			WarnApplyDuration:        o.warnApply,
+			CorruptCheckTime:         o.corruptCheck,
+			BootstrapDefragThreshold: int64(o.bootstrapDefragMB) << 20,
+			Logger:                   logger,
 		},
 		ListenPeerURLs:       o.listenPeer,
 		ListenClientURLs:     o.listenClient,

@@ -41,12 +41,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "synod: %v\n", err)
 		return 2
 	}
+	logStart(logger, cfg)
 	m, err := embed.Start(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "synod: %v\n", err)
 		return 1
 	}
-	logger.Info("serving", "name", cfg.Name, "client-urls", cfg.ClientURLs, "peer-urls", cfg.PeerURLs, "data-dir", cfg.DataDir)
+	for _, u := range cfg.ListenClientURLs {
+		// etcd's words for a listener without TLS, which tools and
+		// etcd's tests look for.
+		logger.Warn("serving client traffic insecurely; this is strongly discouraged!", "address", u)
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -124,4 +129,35 @@ func stopBounded(logger *slog.Logger, stop func(), grace time.Duration, sigs <-c
 		logger.Warn("second signal while stopping; exiting at once (everything acknowledged is durable in the WAL)", "signal", sig.String())
 	}
 	return 1
+}
+
+// logStart logs the configuration the member starts with, under etcd's
+// message and with etcd's names for the settings, so that an operator
+// (or a test) reads what is in effect from the log.
+func logStart(lg *slog.Logger, cfg embed.Config) {
+	lg.Info("starting an etcd server",
+		"etcd-version", server.Version,
+		"name", cfg.Name,
+		"data-dir", cfg.DataDir,
+		"wal-dir", cfg.WALDir,
+		"heartbeat-interval", cfg.HeartbeatInterval.String(),
+		"election-timeout", cfg.ElectionTimeout.String(),
+		"snapshot-count", cfg.SnapshotCount,
+		"snapshot-catchup-entries", cfg.SnapshotCatchUpEntries,
+		"max-snapshots", cfg.MaxSnapshots,
+		"max-wals", cfg.MaxWALs,
+		"initial-advertise-peer-urls", cfg.PeerURLs,
+		"listen-peer-urls", cfg.ListenPeerURLs,
+		"advertise-client-urls", cfg.ClientURLs,
+		"listen-client-urls", cfg.ListenClientURLs,
+		"listen-metrics-urls", cfg.ListenMetricsURLs,
+		"initial-cluster-state", cfg.InitialClusterState,
+		"initial-cluster-token", cfg.InitialClusterToken,
+		"quota-backend-bytes", cfg.QuotaBackendBytes,
+		"max-request-bytes", cfg.MaxRequestBytes,
+		"max-txn-ops", cfg.MaxTxnOps,
+		"pre-vote", cfg.PreVote,
+		"strict-reconfig-check", !cfg.SkipReconfigCheck,
+		"corrupt-check-time", cfg.CorruptCheckTime.String(),
+		"watch-progress-notify-interval", cfg.Watch.ProgressInterval.String())
 }
