@@ -112,6 +112,15 @@ func Start(cfg Config) (*Member, error) {
 	}
 	s.Start()
 	m := &Member{Server: s}
+	if cfg.Config.InitialCorruptCheck {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Config.RequestTimeout+5*time.Second)
+		err := s.CheckInitialHash(ctx)
+		cancel()
+		if err != nil {
+			s.Stop()
+			return fail(err)
+		}
+	}
 	metrics := v3rpc.NewMetrics(s)
 	for i, ln := range clientLns {
 		c, err := v3rpc.Serve(s, metrics, ln, cfg.API)

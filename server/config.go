@@ -113,6 +113,11 @@ type Config struct {
 	// --bootstrap-defrag-threshold-megabytes, in bytes).
 	BootstrapDefragThreshold int64
 
+	// InitialCorruptCheck makes embed compare the member's data with its
+	// peers' before it serves, and refuse to start if they differ
+	// (etcd's InitialCorruptCheck feature gate; Server.CheckInitialHash).
+	InitialCorruptCheck bool
+
 	// CorruptCheckTime, if positive, is how often the leader compares
 	// its key space's hash with the other members' (etcd's
 	// --corrupt-check-time); a member that differs gets the CORRUPT

@@ -54,38 +54,22 @@ func (s *Server) checkCorruption(ctx context.Context) error {
 		rev  int64
 		hash uint32
 	}
-	mine := map[int64]uint32{} // the leader's hash at each revision asked
 	cur := s.kv.Rev()
 	var differ []uint64
-	var others []revHash
+	var others []peerAnswer
 	compared := 0
 	for _, m := range s.members.list() {
 		if m.ID == s.id || len(m.ClientURLs) == 0 {
 			continue
 		}
-		// At the leader's revision; a member behind answers at its own.
-		h, err := hashOfPeer(ctx, m.ClientURLs[0], cur)
-		if errors.Is(err, rpctypes.ErrGRPCFutureRev) {
-			h, err = hashOfPeer(ctx, m.ClientURLs[0], 0)
-		}
-		if err != nil {
-			s.lg.Debug("corruption check: no hash from a member", "member", formatID(m.ID), "err", err)
+		a, ok := s.comparePeer(ctx, m, cur)
+		if !ok {
 			continue
 		}
-		rev := h.HashRevision
-		own, ok := mine[rev]
-		if !ok {
-			hash, compacted, err := s.kv.HashByRev(rev)
-			// -1, etcd's "never compacted", is the store's 0.
-			if err != nil || compacted != max(h.CompactRevision, 0) {
-				continue // ahead of the leader, or compacted differently
-			}
-			own, mine[rev] = hash, hash
-		}
 		compared++
-		if h.Hash != own {
+		if a.hash != a.own {
 			differ = append(differ, m.ID)
-			others = append(others, revHash{rev, h.Hash})
+			others = append(others, a)
 		}
 	}
 	if len(differ) == 0 {
@@ -94,7 +78,7 @@ func (s *Server) checkCorruption(ctx context.Context) error {
 	corrupt := differ
 	agree := true
 	for _, o := range others[1:] {
-		agree = agree && o == others[0]
+		agree = agree && o.rev == others[0].rev && o.hash == others[0].hash
 	}
 	if agree && len(differ)*2 > compared {
 		corrupt = []uint64{s.id}
@@ -107,6 +91,57 @@ func (s *Server) checkCorruption(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// CheckInitialHash compares this member's HashKV at its revision with
+// every other member's at the same revision, before it serves (etcd's
+// InitialCorruptCheck feature gate): a member restarted on data that
+// went bad while it was down must not serve it. Members that cannot
+// answer at that revision (behind, compacted past it, down) are skipped.
+func (s *Server) CheckInitialHash(ctx context.Context) error {
+	cur := s.kv.Rev()
+	for _, m := range s.members.list() {
+		if m.ID == s.id || len(m.ClientURLs) == 0 {
+			continue
+		}
+		a, ok := s.comparePeer(ctx, m, cur)
+		if ok && a.hash != a.own {
+			s.lg.Error("found data inconsistency with peers", "member", formatID(m.ID), "revision", a.rev, "local-hash", a.own, "peer-hash", a.hash)
+			return fmt.Errorf("initial corruption check: found data inconsistency with peers: member %s hashes revision %d to %d, this member to %d; restore this member from a snapshot of a healthy one", formatID(m.ID), a.rev, a.hash, a.own)
+		}
+	}
+	s.lg.Info("initial corruption checking passed; no corruption", "revision", cur)
+	return nil
+}
+
+// peerAnswer is a member's hash at a revision, beside this member's own.
+type peerAnswer struct {
+	rev       int64
+	hash, own uint32
+}
+
+// comparePeer gets m's HashKV at revision cur, or at m's own revision if
+// m is behind, and this member's at the same revision. ok is false when
+// they cannot be compared: m did not answer, or the two compacted
+// differently (a hash covers what compaction kept).
+func (s *Server) comparePeer(ctx context.Context, m Member, cur int64) (peerAnswer, bool) {
+	h, err := hashOfPeer(ctx, m.ClientURLs[0], cur)
+	if errors.Is(err, rpctypes.ErrGRPCFutureRev) {
+		h, err = hashOfPeer(ctx, m.ClientURLs[0], 0)
+	}
+	if err != nil {
+		s.lg.Debug("corruption check: no hash from a member", "member", formatID(m.ID), "err", err)
+		return peerAnswer{}, false
+	}
+	if h.HashRevision > cur {
+		return peerAnswer{}, false // it moved past cur meanwhile
+	}
+	own, compacted, err := s.kv.HashByRev(h.HashRevision)
+	// -1, etcd's "never compacted", is the store's 0.
+	if err != nil || compacted != max(h.CompactRevision, 0) {
+		return peerAnswer{}, false
+	}
+	return peerAnswer{rev: h.HashRevision, hash: h.Hash, own: own}, true
 }
 
 // hashOfPeer asks a member for its HashKV at rev, through its client URL.

@@ -180,7 +180,7 @@ var etcdFeatures = map[string]string{
 	"FastLeaseKeepAlive":           "", // keep-alives are always answered by the leader at once
 	"TxnModeWriteWithSharedBuffer": "has no effect: synod's transactions do not share bbolt's buffer",
 	"StopGRPCServiceOnDefrag":      "has no effect: defragmentation does not stop the member",
-	"InitialCorruptCheck":          "has no effect: corruption checks are not supported yet",
+	"InitialCorruptCheck":          "",
 	"CompactHashCheck":             "has no effect: corruption checks are not supported yet",
 	"SetMemberLocalAddr":           "has no effect: peers are dialled from the system's choice of address",
 	"PriorityRequest":              "has no effect: requests are not prioritised",
