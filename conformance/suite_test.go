@@ -26,26 +26,52 @@ const envSuite = "SYNOD_ETCD_SUITE"
 // (tests/e2e: etcdctl, curl against the JSON gateway, logging, flags).
 const envPackage = "SYNOD_ETCD_PACKAGE"
 
-// ciTests are the tests CI runs: the everyday KV, watch, lease, cluster
-// and maintenance paths, start-up and readiness, and the behaviours
-// issue 16 fixed (NOSPACE recovery, HashKV across compaction).
-var ciTests = []string{
-	"TestKVPut", "TestKVGet", "TestKVDelete", "TestTxnSucc", "TestTxnFail",
-	"TestWatch", "TestLeaseGrantKeepAliveOnce", "TestLeaseGrantRevoke",
-	"TestMemberList", "TestMemberAdd", "TestMemberRemove", "TestCompact",
-	"TestDefragOnline", "TestAlarm", "TestEndpointStatus", "TestEndpointHashKV",
-	"TestEndpointHealth", "TestStatus", "TestWaitLeader",
-	"TestVerifyHashKVAfterCompactAndDefrag", "TestKVGetStream", "TestAuthority",
+// ciTests are the tests CI runs, by package. tests/common: the everyday
+// KV, watch, lease, cluster and maintenance paths, start-up and
+// readiness, and the behaviours issue 16 fixed (NOSPACE recovery, HashKV
+// across compaction, range streams, unix sockets). tests/e2e: the JSON
+// gateway through curl (KV, lease, lock, election, cluster,
+// maintenance), flags and log lines etcd's tools read.
+var ciTests = map[string][]string{
+	"common": {
+		"TestKVPut", "TestKVGet", "TestKVDelete", "TestTxnSucc", "TestTxnFail",
+		"TestWatch", "TestLeaseGrantKeepAliveOnce", "TestLeaseGrantRevoke",
+		"TestMemberList", "TestMemberAdd", "TestMemberRemove", "TestCompact",
+		"TestDefragOnline", "TestAlarm", "TestEndpointStatus", "TestEndpointHashKV",
+		"TestEndpointHealth", "TestStatus", "TestWaitLeader",
+		"TestVerifyHashKVAfterCompactAndDefrag", "TestKVGetStream", "TestAuthority",
+	},
+	"e2e": {
+		"TestCurlV3KVBasicOperation", "TestCurlV3KVTxn", "TestCurlV3KVCompact",
+		"TestCurlV3LeaseGrantNoTLS", "TestCurlV3LeaseRevokeNoTLS", "TestCurlV3LeaseLeasesNoTLS",
+		"TestCurlV3LeaseKeepAliveNoTLS", "TestCurlV3LockOperations", "TestCurlV3CampaignNoTLS",
+		"TestCurlV3ProclaimMissiongLeaderKeyNoTLS", "TestCurlV3ResignMissiongLeaderKeyNoTLS",
+		"TestCurlV3ElectionLeader", "TestCurlV3ClusterOperations", "TestCurlV3Maintenance.*",
+		"TestWarningApplyDuration", "TestBootstrapDefragFlag", "TestSnapshotCatchupEntriesFlag",
+		"TestEtcdUnixPeers", "TestDefragNoSpace",
+	},
 }
 
 // TestEtcdSuite runs etcd's own end-to-end tests with synod as the etcd
 // binary. Every test that needs neither TLS nor authentication (the
-// security issue's) must pass.
+// security issue's) must pass. Unset, envSuite runs CI's share of both
+// packages; set, it runs envPackage's tests it names.
 func TestEtcdSuite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs etcd's e2e suite")
 	}
-	bins := t.TempDir()
+	pattern := os.Getenv(envSuite)
+	if pattern == "" {
+		for _, pkg := range []string{"common", "e2e"} {
+			t.Run(pkg, func(t *testing.T) {
+				runPackage(t, pkg, "^("+strings.Join(ciTests[pkg], "|")+")$", false)
+			})
+		}
+		return
+	}
+	if pattern == "all" {
+		pattern = "."
+	}
 	pkg := os.Getenv(envPackage)
 	switch pkg {
 	case "":
@@ -54,19 +80,20 @@ func TestEtcdSuite(t *testing.T) {
 	default:
 		t.Fatalf("%s=%q: want common or e2e", envPackage, pkg)
 	}
+	runPackage(t, pkg, pattern, true)
+}
+
+// runPackage builds package pkg of etcd's suite and runs the tests that
+// pattern selects against synod, and, if withEtcd, against etcd 3.7.3
+// too, side by side.
+func runPackage(t *testing.T, pkg, pattern string, withEtcd bool) {
+	bins := t.TempDir()
 	suite := filepath.Join(bins, pkg+".test")
 	build(t, ".", suite, "test", "-c", "-tags", "e2e", "go.etcd.io/etcd/tests/v3/"+pkg)
 	build(t, ".", filepath.Join(bins, "synod", "etcdctl"), "build", "go.etcd.io/etcd/etcdctl/v3")
 	build(t, ".", filepath.Join(bins, "synod", "etcdutl"), "build", "go.etcd.io/etcd/etcdutl/v3")
 	build(t, "..", filepath.Join(bins, "synod", "etcd"), "build", "github.com/synod-db/synod/cmd/synod")
-
-	pattern := "^(" + strings.Join(ciTests, "|") + ")$"
-	all := os.Getenv(envSuite) != ""
-	if all {
-		pattern = os.Getenv(envSuite)
-		if pattern == "all" {
-			pattern = "."
-		}
+	if withEtcd {
 		build(t, ".", filepath.Join(bins, "etcd", "etcd"), "build", "go.etcd.io/etcd/server/v3")
 		for _, tool := range []string{"etcdctl", "etcdutl"} {
 			if err := os.Link(filepath.Join(bins, "synod", tool), filepath.Join(bins, "etcd", tool)); err != nil {
@@ -83,7 +110,7 @@ func TestEtcdSuite(t *testing.T) {
 	synod, needs := runSuite(t, suite, filepath.Join(bins, "synod"), certs, pattern)
 	report := synod.counts("synod", needs)
 	var etcd outcomes
-	if all {
+	if withEtcd {
 		etcd, _ = runSuite(t, suite, filepath.Join(bins, "etcd"), certs, pattern)
 		report = etcd.counts("etcd 3.7.3", needs) + report + differences(etcd, synod, needs)
 	}
