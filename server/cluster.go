@@ -40,10 +40,8 @@ func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, isLearner boo
 	if err := s.members.validateAdd(m); err != nil {
 		return Member{}, nil, err
 	}
-	if !isLearner {
-		if err := s.checkStartedForAdd(); err != nil {
-			return Member{}, nil, err
-		}
+	if err := s.checkStartedForAdd(isLearner); err != nil {
+		return Member{}, nil, err
 	}
 	typ := raftpb.ConfChangeAddNode
 	if isLearner {
@@ -115,22 +113,29 @@ func learnerReady(pr tracker.Progress, commit uint64) bool {
 	return pr.Match > 0 && float64(pr.Match) >= 0.9*float64(commit)
 }
 
-// checkStartedForAdd refuses to add a voter when the cluster could not
-// reach quorum with it (a member of the current quorum is down), unless
-// the check is off (--strict-reconfig-check=false).
-func (s *Server) checkStartedForAdd() error {
+// checkStartedForAdd refuses to add a member, a learner included, when
+// this member is not connected to a quorum of the voters counted with
+// the new member as down: a member of the current quorum is down, and
+// the change (whose entry needs a quorum too) would push the cluster
+// nearer to losing it; unless the check is off
+// (--strict-reconfig-check=false). As in etcd, a voter is refused with
+// ErrNotEnoughStarted and a learner with ErrUnhealthy.
+func (s *Server) checkStartedForAdd(isLearner bool) error {
 	if s.cfg.SkipReconfigCheck {
 		return nil
 	}
 	voters := s.voters()
-	active := s.activeVoters(voters)
-	if len(voters) == 1 && active == 1 {
-		// A lone member may take a second voter, though the two cannot
-		// commit until the second starts: it is how a cluster restored
-		// from one member's backup grows again, as etcd documents.
+	if len(voters) == 1 && s.activeVoters(voters) == 1 {
+		// A lone member may take a second member, though two voters
+		// cannot commit until the second starts: it is how a cluster
+		// restored from one member's backup grows again, as etcd
+		// documents.
 		return nil
 	}
-	if active < (len(voters)+1)/2+1 {
+	if s.activeVoters(voters) < (len(voters)+1)/2+1 {
+		if isLearner {
+			return ErrUnhealthy
+		}
 		return ErrNotEnoughStarted
 	}
 	return nil
@@ -166,7 +171,12 @@ func (s *Server) voters() []uint64 {
 // id. Membership changes count only such members as started, so a member
 // just stopped still counts until its stream breaks: tests and operators
 // can wait for that before asking for a change.
-func (s *Server) PeerActive(id uint64) bool { return !s.tr.ActiveSince(id).IsZero() }
+func (s *Server) PeerActive(id uint64) bool { return !s.PeerActiveSince(id).IsZero() }
+
+// PeerActiveSince is when this member's stream to member id came up;
+// zero if it is down. Membership changes count a member as started once
+// its stream has been up a heartbeat interval.
+func (s *Server) PeerActiveSince(id uint64) time.Time { return s.tr.ActiveSince(id) }
 
 func (s *Server) activeVoters(ids []uint64) int {
 	n := 0

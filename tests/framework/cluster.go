@@ -70,7 +70,9 @@ type Cluster struct {
 }
 
 // NewCluster starts a new cluster of n members named m0, m1, ... and
-// waits for a leader. tune (may be nil) adjusts every member's config.
+// waits for a leader connected to every member, as a cluster that has
+// been up a moment is: membership changes check those connections.
+// tune (may be nil) adjusts every member's config.
 func NewCluster(t testing.TB, n int, tune func(*server.Config)) *Cluster {
 	t.Helper()
 	c := PlanCluster(t, n, "m", tune)
@@ -79,6 +81,15 @@ func NewCluster(t testing.TB, n int, tune func(*server.Config)) *Cluster {
 		c.Start(m, ic, "new")
 	}
 	c.WaitLeader()
+	lead := c.Members[c.LeaderIndex()].Embed.Server
+	for _, m := range c.Members {
+		if id := m.Embed.Server.ID(); id != lead.ID() {
+			WaitFor(t, "the leader's stream to every member", func() bool {
+				since := lead.PeerActiveSince(id)
+				return !since.IsZero() && time.Since(since) >= lead.Config().HeartbeatInterval
+			})
+		}
+	}
 	return c
 }
 
