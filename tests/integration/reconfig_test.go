@@ -89,3 +89,24 @@ func TestReadyNotify(t *testing.T) {
 		}
 	}
 }
+
+// TestAddWithMemberDown: with one member of three down, adding a voter is
+// refused with ErrNotEnoughStarted and adding a learner with
+// ErrUnhealthy, as etcd refuses them (the new member counts as down, so
+// the change would leave the cluster one failure from losing quorum).
+func TestAddWithMemberDown(t *testing.T) {
+	t.Parallel()
+	c := framework.NewCluster(t, 3, nil)
+	ctx := framework.Context(t)
+	li := c.LeaderIndex()
+	down := (li + 1) % 3
+	downID := c.Members[down].Embed.Server.ID()
+	c.Stop(down)
+	framework.WaitFor(t, "the leader to see the stopped member down", func() bool { return !c.Members[li].Embed.Server.PeerActive(downID) })
+	if _, err := c.Client(li).MemberAdd(ctx, []string{"http://" + framework.FreeAddr(t)}); !sameErr(err, rpctypes.ErrGRPCMemberNotEnoughStarted) {
+		t.Errorf("voter add with a member down: %v, want %v", err, rpctypes.ErrGRPCMemberNotEnoughStarted)
+	}
+	if _, err := c.Client(li).MemberAddAsLearner(ctx, []string{"http://" + framework.FreeAddr(t)}); !sameErr(err, rpctypes.ErrGRPCUnhealthy) {
+		t.Errorf("learner add with a member down: %v, want %v", err, rpctypes.ErrGRPCUnhealthy)
+	}
+}
