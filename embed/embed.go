@@ -6,7 +6,6 @@ package embed
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -79,14 +78,14 @@ func Start(cfg Config) (*Member, error) {
 	lns = append(lns, cfg.ClientListeners...)
 	peerLn := cfg.PeerListener
 	if peerLn == nil {
-		if len(cfg.ListenPeerURLs) != 1 {
-			return fail(fmt.Errorf("give exactly one listen peer URL, got %d", len(cfg.ListenPeerURLs)))
+		if len(cfg.ListenPeerURLs) == 0 {
+			return fail(errors.New("no peer listener: give at least one listen peer URL"))
 		}
-		ln, err := bind(cfg.ListenPeerURLs)
+		lns, err := bind(cfg.ListenPeerURLs)
 		if err != nil {
 			return fail(err)
 		}
-		peerLn = ln[0]
+		peerLn = endpoint.Merge(lns...)
 	}
 	clientLns := cfg.ClientListeners
 	if clientLns == nil {

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/synod-db/synod/datadir"
 	"github.com/synod-db/synod/diskfs"
+	"github.com/synod-db/synod/internal/endpoint"
 	"github.com/synod-db/synod/server/watch"
 )
 
@@ -226,9 +226,15 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.PeerURLs) == 0 {
 		return bad("no advertised peer URL")
 	}
-	for _, u := range append(slices.Clone(c.PeerURLs), c.ClientURLs...) {
+	for _, u := range c.PeerURLs {
 		if err := checkURL(u); err != nil {
 			return bad("%v", err)
+		}
+	}
+	for _, u := range c.ClientURLs {
+		// Clients dial what they are given; etcd takes any port here.
+		if _, err := endpoint.ParseAny(u); err != nil {
+			return bad("advertised client URL: %v", err)
 		}
 	}
 	if c.Logger == nil {

@@ -27,9 +27,15 @@ var ErrInvalid = errors.New("invalid URL")
 // that an address stays a plain string (host:port for TCP).
 const unixPrefix = "unix:"
 
-// Parse checks a URL and returns its address: host:port for http, and
-// "unix:" followed by the socket path for unix.
-func Parse(raw string) (string, error) {
+// Parse checks a URL to dial and returns its address: host:port for
+// http, and "unix:" followed by the socket path for unix.
+func Parse(raw string) (string, error) { return parse(raw, false) }
+
+// ParseAny is Parse that also takes port 0, which a listener binds to a
+// free port and which etcd accepts in advertised client URLs.
+func ParseAny(raw string) (string, error) { return parse(raw, true) }
+
+func parse(raw string, anyPort bool) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("%w %q: %v", ErrInvalid, raw, err)
@@ -46,7 +52,7 @@ func Parse(raw string) (string, error) {
 		if err != nil || host == "" || port == "" {
 			return "", fmt.Errorf("%w %q: host and port required, like http://10.0.0.1:2379", ErrInvalid, raw)
 		}
-		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && !anyPort) {
 			return "", fmt.Errorf("%w %q: port %q is not a number in 1-65535", ErrInvalid, raw, port)
 		}
 		return net.JoinHostPort(host, port), nil
@@ -106,7 +112,7 @@ func (o Socket) control(_, _ string, c syscall.RawConn) error {
 // file left by a process that died is removed first, as etcd does; the
 // listener removes its file on Close.
 func Listen(raw string, o Socket) (net.Listener, error) {
-	addr, err := Parse(raw)
+	addr, err := ParseAny(raw)
 	if err != nil {
 		return nil, err
 	}

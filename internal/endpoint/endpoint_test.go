@@ -107,3 +107,46 @@ func TestListenReusePort(t *testing.T) {
 		t.Fatal("a listener without SO_REUSEPORT bound a used address")
 	}
 }
+
+// TestMerge: a merged listener accepts the connections of each listener
+// it merges, and closing it closes them all.
+func TestMerge(t *testing.T) {
+	var lns []net.Listener
+	for range 3 {
+		ln, err := Listen("http://127.0.0.1:0", Socket{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+	}
+	m := Merge(lns...)
+	if m.Addr() != lns[0].Addr() {
+		t.Errorf("address %v, want the first listener's %v", m.Addr(), lns[0].Addr())
+	}
+	for _, ln := range lns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.LocalAddr().String() != ln.Addr().String() {
+			t.Errorf("accepted a connection to %v, dialled %v", got.LocalAddr(), ln.Addr())
+		}
+		got.Close()
+		c.Close()
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Accept after Close: %v", err)
+	}
+	for _, ln := range lns {
+		if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			t.Errorf("%v still accepts after Close", ln.Addr())
+		}
+	}
+}
