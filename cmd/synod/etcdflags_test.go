@@ -213,3 +213,17 @@ func TestLogShape(t *testing.T) {
 		}
 	}
 }
+
+// TestDeprecatedFlags: the flags etcd 3.7 deprecates warn in etcd's words.
+func TestDeprecatedFlags(t *testing.T) {
+	for _, arg := range []string{"--max-snapshots=10", "--v2-deprecation=write-only-drop-data"} {
+		var stderr bytes.Buffer
+		if _, _, err := parseFlags([]string{arg}, env(nil), &stderr); err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimPrefix(strings.Split(arg, "=")[0], "--")
+		if !strings.Contains(stderr.String(), deprecatedFlags[name]) {
+			t.Errorf("%s: log lacks %q:\n%s", arg, deprecatedFlags[name], stderr.String())
+		}
+	}
+}

@@ -127,6 +127,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 		return embed.Config{}, nil, err
 	}
 	warnings = append(fileWarnings, warnings...)
+	fs.Visit(func(f *flag.Flag) {
+		if msg, ok := deprecatedFlags[f.Name]; ok {
+			warnings = append(warnings, msg)
+		}
+	})
 	warnings = append(warnings, o.featureGates.warnings()...)
 	if o.unsafeNoFsync {
 		warnings = append(warnings, "--unsafe-no-fsync: nothing is synced to disk; a power loss or a kernel crash loses acknowledged writes and may corrupt the data directory (use it for tests only)")
@@ -139,6 +144,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (em
 		logger.Warn(w)
 	}
 	return cfg, logger, nil
+}
+
+// deprecatedFlags are the flags etcd 3.7 deprecates, with its warning
+// (tools and etcd's tests look for these words).
+var deprecatedFlags = map[string]string{
+	"max-snapshots":  "--max-snapshots is deprecated in 3.6 and will be decommissioned in 3.8.",
+	"v2-deprecation": "--v2-deprecation is deprecated and scheduled for removal in v3.8. The default value is enforced, ignoring user input.",
 }
 
 // newFlagSet registers synod's flags, etcd's, on a new flag set writing
