@@ -7,10 +7,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/synod-db/synod/api/v3rpc"
+	"github.com/synod-db/synod/datadir"
+	"github.com/synod-db/synod/discovery"
 	"github.com/synod-db/synod/internal/endpoint"
 	"github.com/synod-db/synod/server"
 )
@@ -29,6 +32,12 @@ type Config struct {
 	// endpoints alone (etcd's --listen-client-http-urls); the client URLs
 	// serve them too.
 	ListenClientHTTPURLs []string
+	// DiscoveryEndpoints and DiscoveryToken, if set, find a new cluster's
+	// members through a discovery cluster (etcd's v3 discovery) instead
+	// of InitialCluster; a member that has data already ignores them.
+	DiscoveryEndpoints   []string
+	DiscoveryToken       string
+	DiscoveryDialTimeout time.Duration
 	// ReusePort and ReuseAddress set SO_REUSEPORT and SO_REUSEADDR on
 	// the TCP listeners (etcd's --socket-reuse-port and
 	// --socket-reuse-address).
@@ -105,6 +114,11 @@ func Start(cfg Config) (*Member, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if len(cfg.DiscoveryEndpoints) > 0 {
+		if err := discover(&cfg); err != nil {
+			return fail(err)
+		}
+	}
 	s, err := server.New(cfg.Config, peerLn)
 	if err != nil {
 		return fail(err)
@@ -169,4 +183,26 @@ func (m *Member) Kill() {
 		h.Stop()
 	}
 	m.Server.Stop()
+}
+
+// discover fills cfg's initial cluster from the discovery service, unless
+// the member has data already (a restart ignores discovery, as in etcd).
+func discover(cfg *Config) error {
+	layout := datadir.New(cfg.DataDir, cfg.WALDir)
+	if _, err := os.Stat(layout.Member()); err == nil {
+		return nil
+	}
+	ic, err := discovery.Join(context.Background(), discovery.Config{
+		Endpoints:   cfg.DiscoveryEndpoints,
+		Token:       cfg.DiscoveryToken,
+		ID:          server.MemberID(cfg.PeerURLs, cfg.InitialClusterToken, 0),
+		Name:        cfg.Name,
+		PeerURLs:    cfg.PeerURLs,
+		DialTimeout: cfg.DiscoveryDialTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	cfg.InitialCluster, cfg.InitialClusterState = ic, "new"
+	return nil
 }

@@ -133,3 +133,69 @@ func TestHTTPListeners(t *testing.T) {
 		hc.CloseIdleConnections()
 	}
 }
+
+// TestDiscovery: three members that know only a discovery cluster and a
+// token (etcd's v3 discovery) find each other and form one cluster; a
+// fourth, once the size is reached, is refused.
+func TestDiscovery(t *testing.T) {
+	ds := framework.NewCluster(t, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const token = "8A591FAB"
+	if _, err := ds.Client(0).Put(ctx, "/_etcd/registry/"+token+"/_config/size", "3"); err != nil {
+		t.Fatal(err)
+	}
+	endpoints, _ := ds.Endpoints()
+	dir := t.TempDir()
+	sock := func(name string) string { return "unix://" + filepath.Join(dir, name) }
+	start := func(name string) (*embed.Member, error) {
+		return embed.Start(embed.Config{
+			Config: server.Config{
+				Name:              name,
+				DataDir:           filepath.Join(dir, name),
+				HeartbeatInterval: 10 * time.Millisecond,
+				ElectionTimeout:   100 * time.Millisecond,
+				PeerURLs:          []string{sock(name + ".peer")},
+				ClientURLs:        []string{sock(name + ".client")},
+				InitialCluster:    map[string][]string{name: {sock(name + ".peer")}},
+				Logger:            framework.Logger(t).With("m", name),
+			},
+			ListenPeerURLs:     []string{sock(name + ".peer")},
+			ListenClientURLs:   []string{sock(name + ".client")},
+			DiscoveryEndpoints: endpoints,
+			DiscoveryToken:     token,
+		})
+	}
+	members := make([]*embed.Member, 3)
+	errs := make(chan error, 3)
+	for i := range members {
+		go func() {
+			m, err := start(fmt.Sprintf("d%d", i))
+			members[i] = m
+			errs <- err
+		}()
+	}
+	for range members {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range members {
+		defer m.Close(time.Second)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{sock("d0.client")}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	list, err := cli.MemberList(ctx)
+	if err != nil || len(list.Members) != 3 {
+		t.Fatalf("member list: %v, %v", list, err)
+	}
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start("d3"); err == nil || !strings.Contains(err.Error(), "discovery: cluster is full") {
+		t.Fatalf("a fourth member: %v, want the cluster is full", err)
+	}
+}

@@ -29,7 +29,7 @@ type inertFlag struct {
 const (
 	whyTLS       = "TLS is not supported yet; synod serves plain HTTP/2 only"
 	whyAuth      = "authentication is not supported yet; the auth API is not served"
-	whyDiscovery = "discovery is not supported; give --initial-cluster instead"
+	whyDiscovery = "synod reaches the discovery service (--discovery-endpoints) with plain gRPC and default keepalives; DNS discovery and the v2 fallback are not supported"
 	whyBbolt     = "synod keeps its key space in Pebble, not bbolt"
 	whyTracing   = "distributed tracing is not supported yet"
 )
@@ -39,19 +39,16 @@ const (
 // parseFlags.
 var inertFlags = []inertFlag{
 	{name: "force-new-cluster", def: "false", isBool: true, refuse: true, why: "forcing a new cluster from an existing data directory is not supported yet; restore the member from a snapshot with synodctl snapshot restore"},
-	{name: "discovery-endpoints", refuse: true, why: whyDiscovery},
-	{name: "discovery-token", refuse: true, why: whyDiscovery},
 	{name: "discovery-srv", refuse: true, why: whyDiscovery},
 	{name: "discovery-srv-name", why: whyDiscovery},
-	{name: "discovery-dial-timeout", def: "2s", why: whyDiscovery},
 	{name: "discovery-request-timeout", def: "5s", why: whyDiscovery},
 	{name: "discovery-keepalive-time", def: "2s", why: whyDiscovery},
 	{name: "discovery-keepalive-timeout", def: "6s", why: whyDiscovery},
 	{name: "discovery-insecure-transport", def: "true", isBool: true, why: whyDiscovery},
 	{name: "discovery-insecure-skip-tls-verify", def: "false", isBool: true, why: whyDiscovery},
-	{name: "discovery-cert", why: whyDiscovery},
-	{name: "discovery-key", why: whyDiscovery},
-	{name: "discovery-cacert", why: whyDiscovery},
+	{name: "discovery-cert", refuse: true, why: whyTLS},
+	{name: "discovery-key", refuse: true, why: whyTLS},
+	{name: "discovery-cacert", refuse: true, why: whyTLS},
 	{name: "discovery-user", why: whyDiscovery},
 	{name: "discovery-password", why: whyDiscovery},
 	{name: "discovery-fallback", def: "proxy", why: whyDiscovery},

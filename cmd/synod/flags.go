@@ -64,6 +64,9 @@ type options struct {
 	reusePort, reuseAddress                     bool
 	warnApply, warnUnary, corruptCheck          time.Duration
 	bootstrapDefragMB                           uint
+	discoveryEndpoints                          optionalURLs
+	discoveryToken                              string
+	discoveryDialTimeout                        time.Duration
 	advertisePeer, advertiseClient              urlsFlag
 	initialCluster, initialState, initialToken  string
 	maxSnapshots, maxWALs                       uint
@@ -176,6 +179,9 @@ func newFlagSet(o *options, stderr io.Writer) (fs *flag.FlagSet, inert map[strin
 	fs.BoolVar(&o.reusePort, "socket-reuse-port", false, "set SO_REUSEPORT on the listeners (several processes may listen on one address)")
 	fs.BoolVar(&o.reuseAddress, "socket-reuse-address", false, "set SO_REUSEADDR on the listeners (bind again while old connections are in TIME_WAIT)")
 	fs.UintVar(&o.bootstrapDefragMB, "bootstrap-defrag-threshold-megabytes", 0, "at start-up, compact the key space's files if they hold this many MB more than the data in use (0: never)")
+	fs.Var(&o.discoveryEndpoints, "discovery-endpoints", "comma-separated client URLs of a discovery cluster (etcd's v3 discovery) where a new cluster's members find each other")
+	fs.StringVar(&o.discoveryToken, "discovery-token", "", "the name of the cluster to form in the discovery cluster")
+	fs.DurationVar(&o.discoveryDialTimeout, "discovery-dial-timeout", 2*time.Second, "how long to wait to connect to the discovery cluster")
 	fs.DurationVar(&o.corruptCheck, "corrupt-check-time", 0, "how often the leader compares its data's hash with the other members' (0: never); a member that differs gets the CORRUPT alarm")
 	fs.DurationVar(&o.warnApply, "warning-apply-duration", server.DefaultWarnApplyDuration, "log applies of entries that take longer than this")
 	fs.DurationVar(&o.warnUnary, "warning-unary-request-duration", 300*time.Millisecond, "log unary client requests that take longer than this")
@@ -316,6 +322,9 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 		ListenClientHTTPURLs: o.listenClientHTTP,
 		ListenMetricsURLs:    o.listenMetrics,
 		ReusePort:            o.reusePort,
+		DiscoveryEndpoints:   o.discoveryEndpoints,
+		DiscoveryToken:       o.discoveryToken,
+		DiscoveryDialTimeout: o.discoveryDialTimeout,
 		ReuseAddress:         o.reuseAddress,
 		API: v3rpc.Options{
 			EnablePprof:          o.enablePprof,
@@ -331,6 +340,9 @@ func (o *options) config(stderr io.Writer) (embed.Config, *slog.Logger, error) {
 	}
 	if o.unsafeNoFsync {
 		cfg.FS = diskfs.NoSync(diskfs.Default)
+	}
+	if len(o.discoveryEndpoints) > 0 && o.discoveryToken == "" {
+		return embed.Config{}, nil, errors.New("--discovery-endpoints needs --discovery-token: the name of the cluster to form")
 	}
 	if o.snapshotCount == 0 {
 		return embed.Config{}, nil, fmt.Errorf("invalid --snapshot-count 0: give a positive number of entries")
