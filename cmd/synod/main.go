@@ -159,5 +159,8 @@ func logStart(lg *slog.Logger, cfg embed.Config) {
 		"pre-vote", cfg.PreVote,
 		"strict-reconfig-check", !cfg.SkipReconfigCheck,
 		"corrupt-check-time", cfg.CorruptCheckTime.String(),
-		"watch-progress-notify-interval", cfg.Watch.ProgressInterval.String())
+		"watch-progress-notify-interval", cfg.Watch.ProgressInterval.String(),
+		// synod never served the v2 API: etcd's enforced level is the
+		// truth (etcd's tests read it from this line).
+		"v2-deprecation", "write-only")
 }
