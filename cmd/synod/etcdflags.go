@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,9 @@ type inertFlag struct {
 	// refuse stops synod when the flag is given another value than def.
 	refuse bool
 	why    string
+	// values, if set, are the only values etcd accepts; another one is
+	// refused as etcd refuses it.
+	values []string
 }
 
 const (
@@ -97,7 +101,7 @@ var inertFlags = []inertFlag{
 	{name: "compaction-batch-limit", def: "1000", why: "compaction deletes in Pebble range deletions, not batches"},
 	{name: "compaction-sleep-interval", def: "10ms", why: "compaction deletes in Pebble range deletions, not batches"},
 	{name: "downgrade-check-time", def: "5s", why: "downgrades are not supported"},
-	{name: "v2-deprecation", def: "write-only", why: "synod never served the v2 API"},
+	{name: "v2-deprecation", def: "write-only", why: "synod never served the v2 API", values: []string{"write-only", "write-only-drop-data", "gone"}},
 }
 
 // inertValue records what an inert flag was given.
@@ -118,6 +122,9 @@ func (v *inertValue) Set(s string) error {
 		if _, err := strconv.ParseBool(s); err != nil {
 			return fmt.Errorf("want true or false")
 		}
+	}
+	if v.f.values != nil && !slices.Contains(v.f.values, s) {
+		return fmt.Errorf("invalid value %q", s) // etcd's words
 	}
 	v.val = s
 	return nil

@@ -214,7 +214,9 @@ func TestLogShape(t *testing.T) {
 	}
 }
 
-// TestDeprecatedFlags: the flags etcd 3.7 deprecates warn in etcd's words.
+// TestDeprecatedFlags: the flags etcd 3.7 deprecates warn in etcd's
+// words, and a v2-deprecation level etcd 3.7 no longer has is refused as
+// etcd refuses it.
 func TestDeprecatedFlags(t *testing.T) {
 	for _, arg := range []string{"--max-snapshots=10", "--v2-deprecation=write-only-drop-data"} {
 		var stderr bytes.Buffer
@@ -225,5 +227,10 @@ func TestDeprecatedFlags(t *testing.T) {
 		if !strings.Contains(stderr.String(), deprecatedFlags[name]) {
 			t.Errorf("%s: log lacks %q:\n%s", arg, deprecatedFlags[name], stderr.String())
 		}
+	}
+	var stderr bytes.Buffer
+	_, _, err := parseFlags([]string{"--v2-deprecation=not-yet"}, env(nil), &stderr)
+	if want := `invalid value "not-yet" for flag -v2-deprecation: invalid value "not-yet"`; err == nil || !strings.Contains(stderr.String()+err.Error(), want) {
+		t.Errorf("--v2-deprecation=not-yet: %v, output %q; want %q", err, stderr.String(), want)
 	}
 }
