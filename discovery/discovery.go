@@ -84,7 +84,7 @@ func Join(ctx context.Context, cfg Config) (map[string][]string, error) {
 	for i, u := range cfg.PeerURLs {
 		entries[i] = cfg.Name + "=" + u
 	}
-	members, rev, err := registered(ctx, cli, cfg.Token)
+	members, _, err := registered(ctx, cli, cfg.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +97,7 @@ func Join(ctx context.Context, cfg Config) (map[string][]string, error) {
 		}
 	}
 	for {
+		var rev int64
 		if members, rev, err = registered(ctx, cli, cfg.Token); err != nil {
 			return nil, err
 		}

@@ -50,10 +50,6 @@ func (s *Server) corruptCheckLoop() {
 // themselves, the leader is the odd one and gets it. A member compacted
 // differently, or silent, is checked next time.
 func (s *Server) checkCorruption(ctx context.Context) error {
-	type revHash struct {
-		rev  int64
-		hash uint32
-	}
 	cur := s.kv.Rev()
 	var differ []uint64
 	var others []peerAnswer
