@@ -42,23 +42,33 @@ func (s *Server) corruptCheckLoop() {
 	}
 }
 
-// checkCorruption compares every other member's HashKV at the leader's
-// revision, or at its own if it is behind (asked through its client
-// URL), with the leader's at that revision. A member whose hash differs, after the same compaction,
+// checkCorruption compares every other member's HashKV (asked through
+// its client URL) with the leader's, all at the lowest revision any of
+// them is at. A member whose hash differs, after the same compaction,
 // holds a different history: it gets the CORRUPT alarm. If the members
 // that differ are a majority of those compared and agree among
 // themselves, the leader is the odd one and gets it. A member compacted
 // differently, or silent, is checked next time.
 func (s *Server) checkCorruption(ctx context.Context) error {
-	cur := s.kv.Rev()
-	var differ []uint64
-	var others []peerAnswer
-	compared := 0
+	// Compare everyone at one revision, the lowest any member is at, so
+	// that the members that differ from the leader can be compared with
+	// each other too.
+	var peers []Member
+	at := s.kv.Rev()
 	for _, m := range s.members.list() {
 		if m.ID == s.id || len(m.ClientURLs) == 0 {
 			continue
 		}
-		a, ok := s.comparePeer(ctx, m, cur)
+		if rev, err := revisionOfPeer(ctx, m.ClientURLs[0]); err == nil {
+			peers = append(peers, m)
+			at = min(at, rev)
+		}
+	}
+	var differ []uint64
+	var others []peerAnswer
+	compared := 0
+	for _, m := range peers {
+		a, ok := s.comparePeer(ctx, m, at)
 		if !ok {
 			continue
 		}
@@ -141,10 +151,31 @@ func (s *Server) comparePeer(ctx context.Context, m Member, cur int64) (peerAnsw
 }
 
 // hashOfPeer asks a member for its HashKV at rev, through its client URL.
-func hashOfPeer(ctx context.Context, clientURL string, rev int64) (*pb.HashKVResponse, error) {
+func hashOfPeer(ctx context.Context, clientURL string, rev int64) (resp *pb.HashKVResponse, err error) {
+	err = withPeer(ctx, clientURL, func(c pb.MaintenanceClient) error {
+		resp, err = c.HashKV(ctx, &pb.HashKVRequest{Revision: rev})
+		return err
+	})
+	return resp, err
+}
+
+// revisionOfPeer asks a member for its current revision.
+func revisionOfPeer(ctx context.Context, clientURL string) (rev int64, err error) {
+	err = withPeer(ctx, clientURL, func(c pb.MaintenanceClient) error {
+		st, err := c.Status(ctx, &pb.StatusRequest{})
+		if err == nil {
+			rev = st.GetHeader().GetRevision()
+		}
+		return err
+	})
+	return rev, err
+}
+
+// withPeer calls do with a Maintenance client of the member at clientURL.
+func withPeer(ctx context.Context, clientURL string, do func(pb.MaintenanceClient) error) error {
 	addr, err := endpoint.Parse(clientURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	conn, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -152,8 +183,8 @@ func hashOfPeer(ctx context.Context, clientURL string, rev int64) (*pb.HashKVRes
 			return endpoint.Dial(ctx, &net.Dialer{}, addr)
 		}))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer conn.Close()
-	return pb.NewMaintenanceClient(conn).HashKV(ctx, &pb.HashKVRequest{Revision: rev})
+	return do(pb.NewMaintenanceClient(conn))
 }
